@@ -1,0 +1,29 @@
+# Every target sets itself up from nothing: a fresh clone needs only python3.11 and make.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PY := .venv/bin/python
+PROFILE ?= default
+
+.PHONY: book test bench lab clean
+
+.venv/ok: requirements.txt pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) -c "import helpers, torch, timm, papermill, jupyter_book"
+	touch $@
+
+book: .venv/ok  ## run every chapter (embedded default profile) and build _build/html
+	time $(PY) -m helpers book --profile $(PROFILE)
+
+test: .venv/ok  ## the whole test suite (smoke profile for the notebooks)
+	$(PY) -m pytest -q
+
+bench: .venv/ok  ## benchmarks: ratios against the straightforward way -> bench/results.json
+	$(PY) bench/run.py
+
+lab: .venv/ok  ## open the chapters in JupyterLab
+	$(PY) -m jupyter lab notebooks/
+
+clean:
+	rm -rf _build book/chapters .pytest_cache

@@ -1,0 +1,50 @@
+"""Data: every domain is an :class:`ImageSet` (Chapter 1 introduces them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .digits import mnist5k, sklearn_digits
+from .glyphs import CHARACTERS, DIGITS, find_fonts, glyphs
+from .imageset import ImageSet, concat
+from .real import image_folder, torchvision_names, torchvision_set
+from .variations import (add_noise, invert, label_noise, per_class, resize, rotate,
+                         split_classes, train_test)
+
+_EMBEDDED = {
+    "glyphs": lambda resolution, **kw: glyphs(resolution=resolution, **kw),
+    "glyph_styles": lambda resolution, **kw: glyphs(resolution=resolution, label="font", **kw),
+    "mnist5k": lambda resolution, **kw: mnist5k(resolution),
+    "digits8x8": lambda resolution, **kw: sklearn_digits(resolution),
+}
+
+
+def domain_names() -> list[str]:
+    """Names of the embedded (offline) domains that :func:`load` knows."""
+    return list(_EMBEDDED)
+
+
+def load(name: str, resolution: int = 32, root=None, download: bool = False, **kwargs) -> ImageSet:
+    """A domain by name: embedded, a torchvision class name, or an ImageFolder path."""
+    if name in _EMBEDDED:
+        return _EMBEDDED[name](resolution, **kwargs)
+    if name in torchvision_names():
+        return torchvision_set(name, root or Path.home() / ".cache" / "torchvision", 
+                               resolution=resolution, download=download, **kwargs)
+    if Path(name).expanduser().is_dir():
+        return image_folder(name, resolution)
+    import difflib
+
+    allowed = domain_names() + torchvision_names()
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"dataset: unknown data set {name!r}{hint}; use one of {domain_names()}, "
+                     "a torchvision data set name, or an existing ImageFolder directory")
+
+
+__all__ = [
+    "ImageSet", "concat", "glyphs", "find_fonts", "CHARACTERS", "DIGITS", "mnist5k",
+    "sklearn_digits", "torchvision_set", "torchvision_names", "image_folder", "split_classes",
+    "train_test", "per_class", "resize", "rotate", "add_noise", "invert", "label_noise",
+    "domain_names", "load",
+]

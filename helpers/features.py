@@ -1,0 +1,196 @@
+"""Every layer's embedding in ONE forward pass, pooled by a documented policy, cached.
+
+Pooling (``pooling=``), one vector per image and layer (Chapter 1 and 3 explain the choice):
+- ``"auto"``: ViT with a class token -> ``"cls"``; ViT without one and CNNs -> ``"mean"``.
+- ``"cls"``: the class token (token 0).
+- ``"mean"``: mean over spatial positions (CNN) or patch tokens (ViT).
+- ``"pool2x2"``: adaptive average pool to 2x2, then flatten (4C dims; the tunnel-effect probes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.lib.format import open_memmap
+
+from . import cache
+from .data import ImageSet
+from .device import autocast, get_device
+from .models import input_spec, layer_names
+
+POOLINGS = ("auto", "cls", "mean", "pool2x2")
+
+
+def preprocess(images: torch.Tensor, spec: dict) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalized float at the model's size and channel count."""
+    x = images.float() / 255
+    if x.shape[1] == 1 and spec["channels"] == 3:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[1] != spec["channels"]:
+        raise ValueError(f"images have {x.shape[1]} channels, the model expects {spec['channels']}")
+    if x.shape[-1] != spec["size"] or x.shape[-2] != spec["size"]:
+        x = F.interpolate(x, size=(spec["size"], spec["size"]), mode="bilinear", antialias=True,
+                          align_corners=False)
+    mean = torch.tensor(spec["mean"], device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec["std"], device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def describe_transform(spec: dict) -> str:
+    return (f"uint8/255->ch{spec['channels']}->bilinear{spec['size']}"
+            f"->norm{tuple(spec['mean'])}{tuple(spec['std'])}")
+
+
+def _has_prefix(model) -> bool:
+    return getattr(model, "num_prefix_tokens", 0) > 0 and hasattr(model, "forward_intermediates")
+
+
+def resolve_pooling(model, pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "cls" and getattr(model, "cls_token", None) is None:
+        raise ValueError(f"pooling='cls' needs a class token; {type(model).__name__} has none")
+    if pooling == "auto":
+        return "cls" if getattr(model, "cls_token", None) is not None else "mean"
+    return pooling
+
+
+def pool(output, how: str) -> torch.Tensor:
+    """One layer's output (NCHW tensor, or (NCHW, prefix tokens) for ViTs) -> (N, D)."""
+    spatial, prefix = output if isinstance(output, tuple) else (output, None)
+    if how == "cls":
+        return prefix[:, 0]
+    if spatial.ndim == 3:  # tokens (N, L, D) from a hooked transformer: no grid
+        return spatial.mean(dim=1)
+    if how == "mean":
+        return spatial.mean(dim=(2, 3))
+    return F.adaptive_avg_pool2d(spatial, 2).flatten(1)
+
+
+def forward_layers(model, x: torch.Tensor, indices: list[int], norm: bool = False):
+    """(logits, [layer outputs]) from one forward pass."""
+    if hasattr(model, "forward_intermediates"):
+        kwargs = {"return_prefix_tokens": True} if _has_prefix(model) else {}
+        if norm:
+            kwargs["norm"] = True
+        final, inter = model.forward_intermediates(x, indices=indices, **kwargs)
+        return model.forward_head(final), inter
+    names = layer_names(model)
+    captured = {}
+    hooks = [model.get_submodule(names[i]).register_forward_hook(
+        lambda _m, _i, out, i=i: captured.__setitem__(i, out)) for i in indices]
+    try:
+        logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return logits, [captured[i] for i in indices]
+
+
+def _layer_indices(model, layers) -> list[int]:
+    names = layer_names(model)
+    if isinstance(layers, str) and layers == "all":
+        return list(range(len(names)))
+    out = []
+    for layer in layers:
+        if isinstance(layer, (int, np.integer)) and -len(names) <= layer < len(names):
+            out.append(int(layer) % len(names))
+        elif layer in names:
+            out.append(names.index(layer))
+        else:
+            raise ValueError(f"layers: unknown layer {layer!r}; this model has {names} "
+                             f"(or indices 0..{len(names) - 1})")
+    return out
+
+
+def extract(model, data: ImageSet, layers="all", pooling: str = "auto", batch_size: int = 256,
+            device=None, use_cache: bool = True, norm: bool = False, progress: bool = True,
+            ) -> dict[str, np.ndarray]:
+    """Mapping layer name -> (N, D) float32 features (plus ``"logits"``), one forward pass per
+    batch for all layers; streamed to a cache entry keyed on weights, layers, pooling,
+    transform, data, dtype and package version. Interrupted runs resume where they stopped."""
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"data must be a helpers.data.ImageSet, got {type(data).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = get_device(device)
+    indices = _layer_indices(model, layers)
+    names = [layer_names(model)[i] for i in indices]
+    how = resolve_pooling(model, pooling)
+    spec = input_spec(model)
+    amp = autocast(device)
+    key = cache.make_key(kind="features", weights=cache.weights_hash(model),
+                         arch=type(model).__name__, layers=names, pooling=how, norm=norm,
+                         transform=describe_transform(spec), data=data.fingerprint,
+                         dtype=str(getattr(amp, "fast_dtype", "float32")))
+    root = cache.cache_dir() / "features"
+    entry = root / key
+    if not use_cache:
+        return _compute(model, data, indices, names, how, spec, batch_size, device, norm,
+                        progress, None)
+    with cache.locked(entry):
+        meta = cache.verify(entry) if entry.exists() else None
+        if meta is None:
+            partial = root / (key + ".partial")
+            _compute(model, data, indices, names, how, spec, batch_size, device, norm, progress,
+                     partial)
+            files = [f"{i}.npy" for i in range(len(names) + 1)]
+            os.remove(partial / "done.json")
+            cache.commit(partial, entry, files, {"layers": names + ["logits"], "n": len(data)})
+    return {name: np.load(entry / f"{i}.npy", mmap_mode="r")
+            for i, name in enumerate(names + ["logits"])}
+
+
+def _compute(model, data, indices, names, how, spec, batch_size, device, norm, progress, partial):
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval().to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    n = len(data)
+    done, arrays = 0, None
+    if partial is not None and (partial / "done.json").exists():
+        done = json.loads((partial / "done.json").read_text())["rows"]
+        arrays = [open_memmap(partial / f"{i}.npy", mode="r+") for i in range(len(names) + 1)]
+    elif partial is not None and partial.exists():
+        shutil.rmtree(partial)
+    bar = tqdm(total=n, initial=done, desc="features", unit="img", disable=not progress,
+               leave=False)
+    with torch.inference_mode():
+        for start in range(done, n, batch_size):
+            batch = data.images[start:start + batch_size]
+            if device.type == "cuda":
+                batch = batch.pin_memory()
+            x = preprocess(batch.to(device, non_blocking=True), spec)
+            with autocast(device):
+                logits, outs = forward_layers(model, x, indices, norm)
+            vecs = [pool(o, how).float().cpu().numpy() for o in outs] + [logits.float().cpu().numpy()]
+            if arrays is None:
+                if partial is not None:
+                    partial.mkdir(parents=True, exist_ok=True)
+                    arrays = [open_memmap(partial / f"{i}.npy", mode="w+", dtype=np.float32,
+                                          shape=(n, v.shape[1])) for i, v in enumerate(vecs)]
+                else:
+                    arrays = [np.empty((n, v.shape[1]), np.float32) for v in vecs]
+            for a, v in zip(arrays, vecs):
+                a[start:start + len(v)] = v
+            if partial is not None:
+                for a in arrays:
+                    a.flush()
+                tmp = partial / "done.json.tmp"
+                tmp.write_text(json.dumps({"rows": start + len(batch)}))
+                os.replace(tmp, partial / "done.json")
+            bar.update(len(batch))
+    bar.close()
+    model.train(was_training)
+    if partial is None:
+        return dict(zip(names + ["logits"], arrays))
+    del arrays
+    return None

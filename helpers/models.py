@@ -1,0 +1,187 @@
+"""Models: timm architectures (plus a width-parameterized small CNN), layers, freezing.
+
+"A layer" is defined once per family, as the outputs of ``forward_intermediates`` (timm's
+``feature_info``): CNN stages (ResNet: stem + 4 stages; ConvNeXt: 4 stages), every ViT block,
+every block of :class:`SmallCNN`. Chapters 1-4 all index layers this way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn as nn
+
+SMALL_CNN = "smallcnn"
+
+
+class SmallCNN(nn.Module):
+    """``depth`` conv blocks of equal ``width`` (3x3 conv, BN, ReLU; 2x2 max-pool every
+    second block), global average pool, linear head. Chapter 4's double-descent family:
+    the trainable parameter count crosses the sample count as blocks are frozen."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, depth: int = 5, in_chans: int = 3):
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise ValueError(f"width and depth must be >= 1, got width={width}, depth={depth}")
+        blocks, c = [], in_chans
+        for i in range(depth):
+            layers = [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                      nn.ReLU(inplace=True)]
+            if i % 2 == 1:
+                layers.append(nn.MaxPool2d(2))
+            blocks.append(nn.Sequential(*layers))
+            c = width
+        self.blocks = nn.Sequential(*blocks)
+        self.num_features = width
+        self.fc = nn.Linear(width, num_classes)
+        self.feature_info = [{"num_chs": width, "module": f"blocks.{i}"} for i in range(depth)]
+        self.pretrained_cfg = {"architecture": SMALL_CNN, "input_size": (in_chans, 32, 32),
+                               "mean": (0.5,) * in_chans, "std": (0.5,) * in_chans}
+
+    def forward_intermediates(self, x, indices=None, intermediates_only=False, **_):
+        take = set(range(len(self.blocks))) if indices is None else set(indices)
+        intermediates = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in take:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = x.mean(dim=(2, 3))
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int):
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.forward_head(self.forward_intermediates(x, indices=[])[0])
+
+
+def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_size: int | None = None,
+           mean=None, std=None, **kwargs) -> nn.Module:
+    """A timm model (or ``"smallcnn"``) with a ``num_classes`` head.
+
+    ``weights``: None (random init), ``"hub"`` (timm's pre-trained weights; needs internet) or
+    the path of a local state_dict, loaded through the same code as hub weights.
+    ``img_size``, ``mean``, ``std`` set the input the model expects (see :func:`input_spec`).
+    """
+    if weights not in (None, "hub") and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights: no file at {weights} (use None, 'hub' or a path)")
+    if name == SMALL_CNN:
+        model = SmallCNN(num_classes, in_chans=in_chans, **kwargs)
+    else:
+        if not timm.is_model(name):
+            import difflib
+
+            close = difflib.get_close_matches(name, timm.list_models() + [SMALL_CNN], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"model: unknown architecture {name!r}{hint}")
+        if img_size is not None and _takes_img_size(name):
+            kwargs["img_size"] = img_size
+        model = timm.create_model(name, pretrained=weights == "hub", num_classes=num_classes,
+                                  in_chans=in_chans, **kwargs)
+    if weights not in (None, "hub"):
+        load_weights(model, weights)
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    if img_size is not None:
+        cfg["input_size"] = (in_chans, img_size, img_size)
+    if mean is not None:
+        cfg["mean"], cfg["std"] = tuple(mean), tuple(std)
+    model.pretrained_cfg = cfg
+    return model
+
+
+def _takes_img_size(name: str) -> bool:
+    return any(k in name for k in ("vit", "deit", "swin", "pvt", "cait", "eva", "beit"))
+
+
+def load_weights(model: nn.Module, path) -> nn.Module:
+    """Load a state_dict file (a timm checkpoint or one of ours); a classifier whose shape
+    differs is left at its fresh initialization, any other mismatch is an error."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = state.get("model", state.get("state_dict", state))
+    own = model.state_dict()
+    head = _classifier_prefixes(model)
+    state = {k: v for k, v in state.items()
+             if not (any(k.startswith(h) for h in head) and (k not in own or own[k].shape != v.shape))}
+    shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state and not any(k.startswith(h) for h in head)]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or shape:
+        raise ValueError(f"weights {path} do not fit {type(model).__name__}: missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}, other shape {shape[:3]}")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def _classifier_prefixes(model: nn.Module) -> list[str]:
+    classifier = model.get_classifier()
+    names = [n for n, m in model.named_modules() if m is classifier]
+    return [n + "." for n in names] or ["head.", "fc.", "classifier."]
+
+
+def input_spec(model: nn.Module) -> dict:
+    """Input the model expects: ``size``, ``channels``, ``mean``, ``std`` (from pretrained_cfg)."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    channels, size, _ = cfg.get("input_size", (3, 224, 224))
+    return {"size": int(size), "channels": int(channels),
+            "mean": tuple(cfg.get("mean", (0.5,) * channels)),
+            "std": tuple(cfg.get("std", (0.5,) * channels))}
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The modules whose outputs count as layers, in forward order (timm's feature_info)."""
+    info = getattr(model, "feature_info", None)
+    if not info:
+        raise ValueError(f"{type(model).__name__} declares no feature_info: no layers to probe")
+    names = [f["module"] for f in info]
+    if hasattr(model, "blocks") and getattr(model, "num_prefix_tokens", None) is not None:
+        names = [f"blocks.{i}" for i in range(len(model.blocks))]  # ViT: every block
+    return names
+
+
+def _param_layer(model: nn.Module) -> list[int]:
+    """For each parameter (named order), the index of the first layer that uses it."""
+    layers = layer_names(model)
+    head = _classifier_prefixes(model)
+    params = [n for n, _ in model.named_parameters()]
+    where, current = [], 0
+    for n in params:
+        owner = next((i for i, m in enumerate(layers) if n.startswith(m + ".")), None)
+        if owner is not None:
+            current = owner
+        elif any(n.startswith(h) for h in head) or current == len(layers) - 1:
+            current = len(layers)  # the head and what follows the last layer: never frozen
+        where.append(current if owner is None else owner)
+    return where
+
+
+def freeze_first(model: nn.Module, k: int) -> int:
+    """Freeze the first ``k`` layers (with the stem before them); return trainable parameters.
+
+    ``k = 0`` trains everything; ``k = len(layer_names(model))`` leaves only the head (and
+    any final norm) trainable (Chapter 4).
+    """
+    n_layers = len(layer_names(model))
+    if not 0 <= k <= n_layers:
+        raise ValueError(f"k must be in 0..{n_layers} (layers of {type(model).__name__}), got {k}")
+    where = _param_layer(model)
+    for (name, p), layer in zip(model.named_parameters(), where):
+        p.requires_grad_(layer >= k)
+    return trainable_parameters(model)
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """A fresh ``num_classes`` classifier (timm's reset_classifier)."""
+    model.reset_classifier(num_classes)
+    return model

@@ -1,0 +1,184 @@
+"""One loop for pre-training and fine-tuning (Chapters 1-4): AMP on GPU, a progress bar,
+per-epoch history, a checkpoint every epoch and exact resume from it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import ImageSet
+from .device import amp_dtype, autocast, get_device
+from .features import preprocess
+from .models import input_spec
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, rotation: float = 10.0,
+                  scale: float = 0.1, shift: float = 0.1) -> torch.Tensor:
+    """Random affine jitter (rotation, scale, shift) drawn from ``generator``; on any device."""
+    n = len(x)
+    r = lambda: (torch.rand(n, generator=generator) * 2 - 1).to(x.device)  # noqa: E731
+    angle = torch.deg2rad(r() * rotation)
+    s = 1 + r() * scale
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, r() * shift * 2], 1),
+                         torch.stack([sin, cos, r() * shift * 2], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+def _check(epochs, lr, batch_size, optimizer, schedule, label_smoothing):
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+
+
+def _frozen_norms_eval(model: nn.Module) -> None:
+    """Batch-norm layers whose parameters are all frozen keep their running statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters())
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 512, device=None) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 error) of ``model`` on ``data``."""
+    device = get_device(device, quiet=True)
+    was = model.training
+    model.eval().to(device)
+    spec = input_spec(model)
+    loss = wrong = 0.0
+    for start in range(0, len(data), batch_size):
+        x = preprocess(data.images[start:start + batch_size].to(device), spec)
+        y = data.labels[start:start + batch_size].to(device)
+        with autocast(device):
+            out = model(x).float()
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        wrong += (out.argmax(1) != y).sum().item()
+    model.train(was)
+    return loss / len(data), wrong / len(data)
+
+
+def _config_hash(**config) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epochs: int = 5,
+        lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adamw",
+        weight_decay: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
+        label_smoothing: float = 0.0, augment: bool = False, checkpoint=None, device=None,
+        seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Train the parameters that require grad; return the per-epoch history.
+
+    History columns: epoch, lr, train_loss, train_err (on the training labels as given),
+    test_loss, test_err, seconds. With ``checkpoint`` (a path), the state is saved after every
+    epoch and a rerun resumes from it (bit-identical on CPU); a finished run returns at once.
+    """
+    from tqdm.auto import tqdm
+    import time
+
+    _check(epochs, lr, batch_size, optimizer, schedule, label_smoothing)
+    if len(train) == 0:
+        raise ValueError("train is empty")
+    device = get_device(device)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("every parameter is frozen: nothing to train")
+    opt = (torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if optimizer == "adamw"
+           else torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay))
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total = epochs * steps_per_epoch
+    factor = (lambda s: 0.5 * (1 + math.cos(math.pi * s / total))) if schedule == "cosine" else (lambda s: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
+    spec = input_spec(model)
+    config = _config_hash(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
+                          weight_decay=weight_decay, momentum=momentum, schedule=schedule,
+                          label_smoothing=label_smoothing, augment=augment, seed=seed,
+                          train=train.fingerprint, test=test.fingerprint if test else None,
+                          trainable=[n for n, p in model.named_parameters() if p.requires_grad])
+    history, start_epoch = [], 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("config") == config:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            history, start_epoch = state["history"], state["epoch"]
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="fit", unit="step",
+               disable=not progress, leave=False)
+    for epoch in range(start_epoch, epochs):
+        tic = time.perf_counter()
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        torch.manual_seed(seed * 100_003 + epoch)
+        model.train()
+        _frozen_norms_eval(model)
+        perm = torch.randperm(len(train), generator=g)
+        loss_sum = wrong = 0.0
+        for step in range(steps_per_epoch):
+            idx = perm[step * batch_size:(step + 1) * batch_size]
+            x = train.images[idx]
+            if device.type == "cuda":
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=True)
+            y = train.labels[idx].to(device, non_blocking=True)
+            x = preprocess(x, spec)
+            if augment:
+                x = augment_batch(x, g)
+            with autocast(device):
+                out = model(x)
+                loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += loss.item() * len(idx)
+            wrong += (out.argmax(1) != y).sum().item()
+            bar.update(1)
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+               "train_loss": loss_sum / len(train), "train_err": wrong / len(train)}
+        if test is not None:
+            row["test_loss"], row["test_err"] = evaluate(model, test, device=device)
+        row["seconds"] = time.perf_counter() - tic
+        history.append(row)
+        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith("err")})
+        if checkpoint:
+            _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "history": history,
+                               "epoch": epoch + 1, "config": config})
+    bar.close()
+    model.eval()
+    return pd.DataFrame(history)
+
+
+def _save(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+"""The offline default model zoo: timm architectures pre-trained here on glyph characters.
+
+Each member is pre-trained once and cached (``$HELPERS_CACHE/zoo``); later calls load it.
+Chapter 2 ranks the zoo, Chapters 1, 3 and 4 start from its members.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import torch
+
+from . import cache
+from .data import CHARACTERS, DIGITS, glyphs
+from .models import create
+from .train import evaluate, fit
+
+ZOO = {
+    "resnet10t": {"arch": "resnet10t"},
+    "resnet18": {"arch": "resnet18"},
+    "convnext_atto": {"arch": "convnext_atto"},
+    "vit_tiny": {"arch": "vit_tiny_patch16_224", "arch_kwargs": {"patch_size": 8, "depth": 6}},
+    "resnet10t_noaug": {"arch": "resnet10t", "augment": False},
+    "resnet10t_digits": {"arch": "resnet10t", "chars": DIGITS},
+}
+_BASE = {"chars": CHARACTERS, "augment": True, "resolution": 32, "arch_kwargs": {},
+         "lr": 2e-3, "batch_size": 128, "seed": 0}
+SCALES = {
+    "smoke": {"images": 36 * 22 * 2, "epochs": 1},
+    "default": {"images": 36 * 22 * 8, "epochs": 3},
+    "large": {"images": 36 * 22 * 30, "epochs": 6},
+}
+MEAN = STD = (0.5, 0.5, 0.5)
+
+
+def names() -> list[str]:
+    """Members of the default zoo."""
+    return list(ZOO)
+
+
+def spec(name: str, scale: str = "default", **overrides) -> dict:
+    """The full recipe of a member: architecture, source characters, augmentation, size, epochs.
+
+    The number of source images is fixed by ``scale`` whatever the number of characters, so
+    variants that differ in class count differ in nothing else (Chapter 3).
+    """
+    if name not in ZOO:
+        import difflib
+
+        close = difflib.get_close_matches(name, names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"model: {name!r} is not in the zoo{hint}; members: {names()}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    out = {**_BASE, **SCALES[scale], **ZOO[name], **overrides}
+    unknown = set(out) - set(_BASE) - set(SCALES["smoke"]) - {"arch"}
+    if unknown:
+        raise ValueError(f"unknown zoo settings {sorted(unknown)}; allowed: {sorted(_BASE)}")
+    return out
+
+
+def source_data(recipe: dict):
+    """(train, test) glyph-character sets for a recipe (test: a different jitter seed)."""
+    from .data import find_fonts
+
+    n_fonts = len(find_fonts(chars=recipe["chars"]))
+    per_pair = max(1, round(recipe["images"] / (len(recipe["chars"]) * n_fonts)))
+    kw = {"chars": recipe["chars"], "resolution": recipe["resolution"]}
+    train = glyphs(per_pair=per_pair, seed=recipe["seed"], **kw)
+    test = glyphs(per_pair=2, seed=recipe["seed"] + 10_000, **kw)
+    return train, test
+
+
+def build(recipe: dict, num_classes: int | None = None, weights=None):
+    """An untrained (or ``weights``-loaded) model for a recipe."""
+    return create(recipe["arch"], num_classes or len(recipe["chars"]), weights=weights,
+                  img_size=recipe["resolution"], mean=MEAN, std=STD, **recipe["arch_kwargs"])
+
+
+def pretrain(name: str, scale: str = "default", progress: bool = True, **overrides):
+    """(model, report) of a zoo member: pre-trained on glyph characters, or loaded from cache.
+
+    The report holds the recipe, the source test accuracy and the training time.
+    """
+    recipe = spec(name, scale, **overrides)
+    key = cache.make_key(kind="zoo", **recipe)
+    root = cache.cache_dir() / "zoo"
+    weights, report_file = root / f"{name}-{key}.pt", root / f"{name}-{key}.json"
+    with cache.locked(weights):
+        if weights.exists() and report_file.exists():
+            report = json.loads(report_file.read_text())
+            if report.get("sha256") == cache.file_sha256(weights):
+                return build(recipe, weights=weights).eval(), report
+        torch.manual_seed(recipe["seed"])
+        model = build(recipe)
+        train, test = source_data(recipe)
+        tic = time.perf_counter()
+        history = fit(model, train, test, epochs=recipe["epochs"], lr=recipe["lr"],
+                      batch_size=recipe["batch_size"], augment=recipe["augment"],
+                      seed=recipe["seed"], checkpoint=root / f"{name}-{key}.ckpt", progress=progress)
+        seconds = time.perf_counter() - tic
+        _, err = evaluate(model, test)
+        tmp = weights.with_suffix(".pt.tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(weights)
+        report = {"name": name, "recipe": recipe, "source_accuracy": 1 - err,
+                  "train_images": len(train), "train_seconds": seconds,
+                  "history": history.to_dict("records"), "sha256": cache.file_sha256(weights)}
+        report_file.write_text(json.dumps(report, indent=1))
+        (root / f"{name}-{key}.ckpt").unlink(missing_ok=True)
+    return model.eval(), report
+
+
+def table(members=None, scale: str = "default", progress: bool = True) -> pd.DataFrame:
+    """Pre-train (or load) several members; one row each: architecture, classes, accuracy."""
+    rows = []
+    for name in members or names():
+        model, r = pretrain(name, scale, progress=progress)
+        rows.append({"member": name, "arch": r["recipe"]["arch"],
+                     "source_classes": len(r["recipe"]["chars"]),
+                     "augment": r["recipe"]["augment"],
+                     "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+                     "source_accuracy": r["source_accuracy"],
+                     "train_seconds": r["train_seconds"]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,77 @@
+"""Models: local weights, layers, freezing (helpers.models)."""
+
+import pytest
+import torch
+
+from helpers import models, train
+from helpers.data import per_class
+
+ARCHS = [("resnet10t", {}), ("convnext_atto", {}),
+         ("vit_tiny_patch16_224", {"patch_size": 8, "depth": 2}), ("smallcnn", {"width": 8})]
+
+
+def _make(name, kw, n=10):
+    torch.manual_seed(0)
+    return models.create(name, n, img_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, **kw)
+
+
+def test_saved_timm_state_dict_loads_via_weights_path(tmp_path):
+    model = _make("resnet10t", {}).eval()
+    path = tmp_path / "resnet10t.pth"
+    torch.save(model.state_dict(), path)
+    again = models.create("resnet10t", 10, weights=path, img_size=32).eval()
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.equal(model(x), again(x))
+    # a different head size keeps the backbone and re-initializes the classifier
+    other = models.create("resnet10t", 3, weights=path).eval()
+    assert torch.equal(other.conv1[0].weight, model.conv1[0].weight)
+    assert other.fc.out_features == 3
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(_make("resnet10t", {}).state_dict(), path)
+    with pytest.raises(ValueError, match="do not fit"):
+        models.create("resnet18", 10, weights=path)
+    with pytest.raises(FileNotFoundError, match="weights"):
+        models.create("resnet18", 10, weights=tmp_path / "missing.pth")
+
+
+def test_unknown_architecture_suggests():
+    with pytest.raises(ValueError, match="did you mean 'resnet18'"):
+        models.create("resnet-18", 10)
+
+
+@pytest.mark.parametrize("name,kw", ARCHS)
+def test_freeze_first_k_counts_down_to_the_head(name, kw):
+    model = _make(name, kw)
+    n_layers = len(models.layer_names(model))
+    counts = [models.freeze_first(model, k) for k in range(n_layers + 1)]
+    assert counts[0] == sum(p.numel() for p in model.parameters())
+    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    head = sum(p.numel() for p in model.get_classifier().parameters())
+    assert head <= counts[-1] < counts[0] and counts[-1] < 2 * head + 1000
+    with pytest.raises(ValueError, match="k must be in"):
+        models.freeze_first(model, n_layers + 1)
+
+
+@pytest.mark.parametrize("name,kw", ARCHS)
+def test_frozen_parameters_bit_identical_after_training_the_rest(name, kw, small_set):
+    model = _make(name, kw)
+    k = len(models.layer_names(model)) // 2 + 1
+    models.freeze_first(model, k)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train.fit(model, small_set, epochs=1, lr=1e-2, batch_size=32, progress=False)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert not torch.equal(before[n], p), f"{n} should have trained"
+        else:
+            assert torch.equal(before[n], p), f"{n} should be frozen"
+
+
+def test_small_cnn_width_scales_parameters():
+    small = models.create("smallcnn", 10, width=8)
+    big = models.create("smallcnn", 10, width=32)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(big) > 10 * n(small)
+    assert models.layer_names(big) == [f"blocks.{i}" for i in range(5)]

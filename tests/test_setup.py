@@ -1,0 +1,36 @@
+"""The two install paths agree; the package imports without a network."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins():
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [l.split("#")[0].strip() for l in lines if l.split("#")[0].strip()]
+
+
+def test_environment_yml_installs_the_pinned_requirements():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-r requirements.txt" in pip and "-e ." in pip
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_requirements_pin_the_stack_that_installs_offline_here():
+    pins = dict(p.split("==") for p in _pins() if "==" in p)
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert pins["timm"] == "1.0.31" and pins["jupyter-book"] == "1.0.4.post1"
+    for name in ("papermill", "scikit-learn", "seaborn", "ipywidgets", "jupyterlab", "mlxtend"):
+        assert name in pins, name
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+
+    for pin in _pins():
+        if "==" in pin:
+            name, want = pin.split("==")
+            assert version(name).split("+")[0] == want, name

@@ -1,0 +1,84 @@
+"""The training loop: history, checkpoint and exact resume (helpers.train)."""
+
+import pytest
+import torch
+
+from helpers import models, train
+
+
+def _model():
+    torch.manual_seed(0)
+    return models.create("smallcnn", 10, width=8)
+
+
+def test_history_has_one_row_per_epoch_and_learns(small_set):
+    model = _model()
+    h = train.fit(model, small_set, small_set, epochs=3, lr=3e-3, batch_size=16, progress=False)
+    assert list(h.epoch) == [1, 2, 3]
+    assert {"train_loss", "train_err", "test_loss", "test_err", "lr", "seconds"} <= set(h.columns)
+    assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
+    loss, err = train.evaluate(model, small_set)
+    assert loss == pytest.approx(h.test_loss.iloc[-1]) and err == pytest.approx(h.test_err.iloc[-1])
+
+
+def test_interrupted_then_resumed_fit_equals_uninterrupted(small_set, tmp_path, monkeypatch):
+    kw = dict(epochs=3, lr=3e-3, batch_size=16, augment=True, progress=False)
+    straight = _model()
+    h1 = train.fit(straight, small_set, small_set, **kw)
+
+    calls = {"n": 0}
+    real = train.evaluate
+
+    def dies_in_epoch_two(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    ckpt = tmp_path / "run.ckpt"
+    monkeypatch.setattr(train, "evaluate", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_model(), small_set, small_set, checkpoint=ckpt, **kw)
+    monkeypatch.setattr(train, "evaluate", real)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+
+    resumed = _model()
+    h2 = train.fit(resumed, small_set, small_set, checkpoint=ckpt, **kw)
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), n
+    assert h1.drop(columns="seconds").equals(h2.drop(columns="seconds"))
+
+
+def test_finished_checkpoint_returns_without_training(small_set, tmp_path):
+    ckpt = tmp_path / "done.ckpt"
+    train.fit(_model(), small_set, epochs=1, batch_size=32, checkpoint=ckpt, progress=False)
+    stamp = ckpt.stat().st_mtime_ns
+    again = _model()
+    train.fit(again, small_set, epochs=1, batch_size=32, checkpoint=ckpt, progress=False)
+    assert ckpt.stat().st_mtime_ns == stamp
+    assert torch.equal(again.fc.weight, torch.load(ckpt, weights_only=False)["model"]["fc.weight"])
+
+
+def test_changed_settings_do_not_resume_a_foreign_checkpoint(small_set, tmp_path):
+    ckpt = tmp_path / "a.ckpt"
+    train.fit(_model(), small_set, epochs=1, lr=1e-3, checkpoint=ckpt, progress=False)
+    resumed, fresh = _model(), _model()
+    train.fit(resumed, small_set, epochs=1, lr=5e-3, checkpoint=ckpt, progress=False)
+    train.fit(fresh, small_set, epochs=1, lr=5e-3, progress=False)
+    assert torch.equal(resumed.fc.weight, fresh.fc.weight)  # trained afresh, new settings
+
+
+@pytest.mark.parametrize("bad,match", [({"epochs": 0}, "epochs"), ({"lr": -1}, "lr"),
+                                       ({"optimizer": "adam"}, "optimizer"),
+                                       ({"schedule": "step"}, "schedule")])
+def test_bad_settings_name_the_argument(small_set, bad, match):
+    with pytest.raises(ValueError, match=match):
+        train.fit(_model(), small_set, **bad)
+
+
+def test_augmentation_is_reproducible_from_the_generator():
+    x = torch.rand(4, 3, 16, 16)
+    a = train.augment_batch(x, torch.Generator().manual_seed(1))
+    b = train.augment_batch(x, torch.Generator().manual_seed(1))
+    c = train.augment_batch(x, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)

@@ -1,0 +1,37 @@
+"""The offline zoo: recipes, caching, a second call loads (helpers.zoo)."""
+
+import time
+
+import pytest
+import torch
+
+from helpers import zoo
+
+
+def test_zoo_spans_three_families_and_variants():
+    archs = {zoo.spec(n)["arch"].split("_")[0].rstrip("0123456789t") for n in zoo.names()}
+    assert len(zoo.names()) >= 5 and len(archs) >= 3
+    assert zoo.spec("resnet10t_noaug")["augment"] is False
+    assert zoo.spec("resnet10t_digits")["images"] == zoo.spec("resnet10t")["images"]
+
+
+def test_unknown_member_and_scale_are_clear_errors():
+    with pytest.raises(ValueError, match="did you mean 'resnet18'"):
+        zoo.spec("resnet19")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        zoo.spec("resnet18", scale="huge")
+
+
+def test_pretrain_caches_and_second_call_loads_same_weights():
+    tic = time.perf_counter()
+    model, report = zoo.pretrain("resnet10t", scale="smoke", progress=False, epochs=1,
+                                 images=36 * 22)
+    first = time.perf_counter() - tic
+    tic = time.perf_counter()
+    again, report2 = zoo.pretrain("resnet10t", scale="smoke", progress=False, epochs=1,
+                                  images=36 * 22)
+    second = time.perf_counter() - tic
+    assert report == report2 and 0 <= report["source_accuracy"] <= 1
+    assert second < first / 3
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
