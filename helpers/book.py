@@ -1,0 +1,261 @@
+"""Build the book offline: pinned front-end assets, a toc of the executed chapters, jupyter-book.
+
+``python -m helpers book`` runs the chapters (:mod:`helpers.cli`), then :func:`build_book`:
+:func:`fetch_assets` vendors MathJax, RequireJS and the widget manager from npm (pinned and
+hash-checked) into ``book/_vendor/vendor`` so that no page loads anything from a CDN;
+:func:`write_toc` copies ``_toc.yml`` without the chapters not executed yet;
+:func:`executed_errors` refuses notebooks that hold an error output; :func:`build` runs
+``jupyter-book build`` with warnings as errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from helpers.chapters import ROOT, rel
+
+VENDOR = ROOT / "book" / "_vendor" / "vendor"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One npm package: what to fetch, its sha512, and which part of it goes where."""
+
+    spec: str  # name@version, exact
+    integrity: str  # sha512 of the tarball, as npm's lock files write it
+    source: str  # a file or folder inside the tarball's ``package/``
+    target: str  # its path under VENDOR
+    keep: str = ""  # regex on paths inside ``source``: only matching files are kept
+
+
+ASSETS = (
+    Asset(
+        "requirejs@2.3.7",
+        "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
+        "require.js",
+        "require.js",
+    ),
+    Asset(
+        "@jupyter-widgets/html-manager@1.0.6",
+        "sha512-+Mn+Ra8wyIHrYaUpfmf9A3dsLkt/NuwzPQN8sthdxBD35VV5cOJbpmgMhNR27n/rmP3mKyEe0PWCJrtZrXTXDQ==",
+        "dist",
+        "html-manager",
+        keep=r"(?!.*\.map$)",  # no source maps
+    ),
+    Asset(
+        "mathjax@3.2.2",
+        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
+        "es5",
+        "mathjax",
+        keep=r"tex-mml-chtml\.js$|[^/]+/",  # the one bundle we load, and what it loads (fonts)
+    ),
+)
+
+
+# Loaded between require.js and the widget manager on pages with widgets. (1) RequireJS names
+# the manager's modules "@jupyter-widgets/html-manager/dist/..." and the manager loads its fonts
+# next to its module's URL: map that name to the vendored copy, from this script's own URL, so
+# it holds on every page whatever its depth. (2) ipywidgets typesets labels with the MathJax 2
+# call MathJax.Hub.Queue; the book loads MathJax 3: give it that one call.
+WIDGETS_CONFIG = "widgets-config.js"
+WIDGETS_CONFIG_JS = """\
+// Written by helpers/book.py (see WIDGETS_CONFIG_JS there).
+(function () {
+  var here = document.currentScript.src.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
+  require.config({paths: {"@jupyter-widgets/html-manager/dist": here + "html-manager"}});
+  document.addEventListener("DOMContentLoaded", function () {
+    var mj = window.MathJax;
+    if (mj && mj.startup && !mj.Hub) {
+      mj.Hub = {Queue: function (job) {
+        mj.startup.promise.then(function () { return mj.typesetPromise([job[2]]); });
+      }};
+    }
+  });
+})();
+"""
+
+
+class BuildError(RuntimeError):
+    """The book cannot be built; the message says why in one line."""
+
+
+def _sha512(path: Path) -> str:
+    """``sha512-<base64>`` of a file, the form of npm's ``integrity`` field."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def _unpack(tarball: Path, asset: Asset, vendor: Path) -> None:
+    """Copy ``asset.source`` (filtered by ``asset.keep``) from ``tarball`` into ``vendor``."""
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("package/")
+            if not member.isfile() or ".." in Path(name).parts:
+                continue
+            if name == asset.source:
+                inner = ""
+            elif name.startswith(asset.source + "/"):
+                inner = name[len(asset.source) + 1 :]
+                if not re.match(asset.keep, inner):
+                    continue
+            else:
+                continue
+            dest = vendor / asset.target / inner if inner else vendor / asset.target
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(tar.extractfile(member).read())
+
+
+def fetch_assets(vendor: Path = VENDOR) -> Path:
+    """Fetch the pinned assets with ``npm pack`` into ``vendor`` unless they are there already."""
+    stamp = vendor / "ASSETS"
+    wanted = "".join(f"{a.spec} {a.integrity}\n" for a in ASSETS) + WIDGETS_CONFIG_JS
+    if stamp.exists() and stamp.read_text() == wanted:
+        return vendor
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("npm not found: install Node.js to fetch the book's front-end assets")
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [npm, "pack", "--silent", "--pack-destination", tmp, *(a.spec for a in ASSETS)],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        tarballs = [Path(tmp) / line for line in done.stdout.split()]
+        if done.returncode or len(tarballs) != len(ASSETS):
+            why = " ".join(done.stderr.split())[-300:]
+            raise BuildError(f"npm pack failed (exit {done.returncode}): {why}")
+        staging = Path(tmp) / "vendor"
+        by_hash = {_sha512(tarball): tarball for tarball in tarballs}
+        for asset in ASSETS:
+            if asset.integrity not in by_hash:
+                raise BuildError(
+                    f"{asset.spec}: npm gave a tarball whose sha512 is not the pinned one"
+                )
+            _unpack(by_hash[asset.integrity], asset, staging)
+        (staging / WIDGETS_CONFIG).write_text(WIDGETS_CONFIG_JS)
+        (staging / "ASSETS").write_text(wanted)
+        shutil.rmtree(vendor, ignore_errors=True)
+        vendor.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staging, vendor)
+    return vendor
+
+
+def _exists(root: Path, file: str) -> bool:
+    """Whether a toc entry ``file`` (no suffix) has a source under ``root``."""
+    return any((root / f"{file}{ext}").is_file() for ext in ("", ".md", ".ipynb"))
+
+
+def _prune(entries: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
+    """Toc entries without the files that do not exist, recursively; empty parts dropped."""
+    kept = []
+    for entry in entries:
+        if "file" in entry and not _exists(root, entry["file"]):
+            continue
+        entry = dict(entry)
+        for key in ("chapters", "sections", "parts"):
+            if key in entry:
+                entry[key] = _prune(entry[key], root)
+                if not entry[key]:
+                    del entry[key]
+        if "file" in entry or "url" in entry or any(k in entry for k in ("chapters", "sections")):
+            kept.append(entry)
+    return kept
+
+
+def write_toc(root: Path, out: Path) -> Path:
+    """Write ``root/_toc.yml`` to ``out`` without the entries whose page does not exist yet."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    for key in ("chapters", "parts"):
+        if key in toc:
+            toc[key] = _prune(toc[key], root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        "# Generated by helpers.book.write_toc from _toc.yml: only the pages that exist.\n"
+        + yaml.safe_dump(toc, sort_keys=False),
+        encoding="utf-8",
+    )
+    return out
+
+
+def _files(toc: dict[str, Any]) -> list[str]:
+    """Every ``file`` in a toc, in order."""
+    found = [toc["root"]] if "root" in toc else []
+    for key in ("chapters", "sections", "parts"):
+        for entry in toc.get(key, []):
+            found += [entry["file"]] if "file" in entry else []
+            found += _files({k: v for k, v in entry.items() if k != "file"})
+    return found
+
+
+def executed_errors(root: Path, toc: Path) -> list[str]:
+    """One line per notebook in ``toc`` holding an error output in a cell not tagged
+    ``raises-exception`` (the build runs with execution off and would not notice)."""
+    problems = []
+    for file in _files(yaml.safe_load(toc.read_text(encoding="utf-8"))):
+        path = root / f"{file}.ipynb"
+        if not path.is_file():
+            continue
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        for index, cell in enumerate(cells):
+            tags = cell.get("metadata", {}).get("tags", [])
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if errors and "raises-exception" not in tags:
+                error = errors[0]
+                problems.append(
+                    f"{rel(path)} cell {index} holds an error output: "
+                    f"{error.get('ename')}: {error.get('evalue')}"
+                )
+                break
+    return problems
+
+
+def build(root: Path, toc: Path) -> int:
+    """``jupyter-book build`` of ``root`` with ``toc``, warnings as errors; the exit status."""
+    command = [
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        "build",
+        str(root),
+        "--path-output",
+        str(root),
+        "--toc",
+        str(toc),
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+        "--all",
+    ]
+    return subprocess.run(command, check=False, cwd=root).returncode
+
+
+def build_book(root: Path = ROOT) -> int:
+    """Fetch the assets, write the toc of existing pages, check the notebooks, build; 0 if ok."""
+    try:
+        fetch_assets(root / VENDOR.relative_to(ROOT))
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    toc = write_toc(root, root / "_build" / "toc.yml")
+    problems = executed_errors(root, toc)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    status = build(root, toc)
+    if status == 0:
+        print(f"book: {rel(root / '_build' / 'html' / 'index.html')}")
+    return 1 if status else 0

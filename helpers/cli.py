@@ -1,0 +1,150 @@
+"""``python -m helpers list|run|book``: run the chapters with papermill and build the book.
+
+Every input is validated before any work; a bad one ends the command with one line on stderr
+and exit status 2. A chapter that fails ends it with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from helpers import chapters
+from helpers.chapters import ParameterError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: message`` and exit 2 (argparse's default prints the usage too)."""
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = _Parser(prog="python -m helpers", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    listing = commands.add_parser("list", help="list the chapters, or one chapter's parameters")
+    listing.add_argument("chapter", nargs="?", help="show this chapter's parameters")
+
+    profile = {
+        "default": "default",
+        "help": "parameter profile: %(choices)s (default: %(default)s)",
+        "metavar": "PROFILE",
+    }
+    run = commands.add_parser("run", help="execute chapters with papermill")
+    run.add_argument("chapters", nargs="*", metavar="CHAPTER", help="default: all available")
+    run.add_argument("--profile", **profile)
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter; VALUE is YAML (-p seeds=[0,1]); repeatable",
+    )
+    run.add_argument(
+        "--output-dir",
+        type=Path,
+        default=chapters.EXECUTED,
+        help="where executed notebooks go (default: book/chapters)",
+    )
+
+    book = commands.add_parser("book", help="run every available chapter, then build the book")
+    book.add_argument("--profile", **profile)
+    book.add_argument("--skip-run", action="store_true", help="build from the executed notebooks")
+    return parser
+
+
+def cmd_list(chapter_id: str | None) -> int:
+    """Print the available chapters, or the parameters of one with their profile values."""
+    if chapter_id is None:
+        ready = chapters.available()
+        width = max([len(c.id) for c in ready], default=0)
+        for c in ready:
+            print(f"{c.id:<{width}}  {c.title}  ({chapters.rel(c.notebook)})")
+        missing = [c.id for c in chapters.chapters().values() if not c.available]
+        if missing:
+            print(f"not written yet: {', '.join(missing)}")
+        return 0
+    chapter = chapters.get(chapter_id)
+    profiles = {p: chapter.profile(p) for p in chapters.PROFILES}
+    for name, spec in chapter.schema.items():
+        values = "  ".join(f"{p}={profiles[p][name]!r}" for p in profiles if name in profiles[p])
+        print(f"{name}: {chapters.describe(spec)}\n    {spec['help']}")
+        if values:
+            print(f"    {values}")
+    return 0
+
+
+def run_chapters(
+    chapter_ids: Sequence[str],
+    profile: str,
+    overrides: dict[str, Any],
+    output_dir: Path = chapters.EXECUTED,
+) -> int:
+    """Validate everything, then execute each chapter with papermill; 0 if all succeeded."""
+    ids = list(chapter_ids) or [c.id for c in chapters.available()]
+    if not ids:
+        print("no chapter notebooks yet: nothing to run", file=sys.stderr)
+        return 0
+    resolved = chapters.resolve(ids, profile, overrides)
+
+    import papermill  # slow to import: only once the inputs are known to be good
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[chapters.PROFILE_ENV] = profile
+    failed = 0
+    for cid, params in resolved.items():
+        source = chapters.get(cid).notebook
+        target = output_dir / f"{cid}.ipynb"
+        print(f"running {cid} ({profile}): {chapters.rel(source)} -> {chapters.rel(target)}")
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(target),
+                parameters=params,
+                kernel_name="python3",
+                progress_bar=True,
+                cwd=str(chapters.ROOT),
+            )
+        except PapermillExecutionError as exc:
+            failed += 1
+            message = " ".join(str(exc.evalue).split())
+            print(
+                f"error: chapter '{cid}' failed in cell {exc.exec_count}: {exc.ename}: {message}\n"
+                f"  details: {chapters.rel(target)} (after {time.perf_counter() - start:.1f} s)",
+                file=sys.stderr,
+            )
+            continue
+        print(f"done {cid} in {time.perf_counter() - start:.1f} s")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m helpers``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return cmd_list(args.chapter)
+        if args.command == "run":
+            overrides = dict(chapters.parse_assignment(a) for a in args.param)
+            return run_chapters(args.chapters, args.profile, overrides, args.output_dir)
+        chapters.check_profile(args.profile)
+        if not args.skip_run and (status := run_chapters([], args.profile, {})):
+            return status
+        from helpers import book
+
+        return book.build_book()
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,381 @@
+"""The built book works offline: every page, opened in headless Chromium from a local server
+with every other host unreachable, shows its math, figures and widgets, holds no error output,
+logs no script error, and every link in the sidebar resolves.
+
+By default a small book is built from the fixture chapter (``tests/fixtures/chapters``) with
+the real ``_config.yml`` and introduction. With ``BOOK_BUILT=1`` the real ``_build/html`` is
+checked instead. Without Chromium the browser checks are skipped, unless
+``CI_REQUIRE_BROWSER=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+from helpers import book, chapters
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "chapters"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# Console messages that are not ours to fix: sphinx-thebe and sphinx-togglebutton register their
+# inline configuration twice under Sphinx 7.4, so the second `const THEBE_JS_URL` is a
+# redeclaration. Thebe itself is off (no launch buttons), nothing is loaded from that URL.
+KNOWN_CONSOLE = ("Identifier 'THEBE_JS_URL' has already been declared",)
+# The resources a page may load; anything with a scheme or starting with // would be a CDN.
+LOADING_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "preconnect"}
+
+
+def test_write_toc_drops_pages_that_do_not_exist(tmp_path: Path) -> None:
+    (tmp_path / "book" / "chapters").mkdir(parents=True)
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "book" / "chapters" / "here.ipynb").write_text("{}")
+    toc = {
+        "format": "jb-book",
+        "root": "book/intro",
+        "parts": [
+            {"caption": "A", "chapters": [{"file": "book/chapters/here"}, {"file": "book/x"}]},
+            {"caption": "B", "chapters": [{"file": "book/chapters/absent"}]},
+        ],
+    }
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
+    written = yaml.safe_load(book.write_toc(tmp_path, tmp_path / "out.yml").read_text())
+    assert written["parts"] == [{"caption": "A", "chapters": [{"file": "book/chapters/here"}]}]
+
+
+@dataclass
+class Site:
+    """A built book: its source root and its HTML folder."""
+
+    root: Path
+    html: Path
+    build_seconds: float | None = None
+
+
+def _build_fixture_book(root: Path) -> Site:
+    """The real config and introduction plus the executed fixture chapter, built in ``root``."""
+    (root / "book").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", root)
+    for name in ("intro.md", "references.bib"):
+        shutil.copy(ROOT / "book" / name, root / "book")
+    try:
+        vendor = book.fetch_assets()
+    except book.BuildError as exc:
+        pytest.fail(f"cannot fetch the book's front-end assets: {exc}")
+    (root / "book" / "_vendor").symlink_to(vendor.parent, target_is_directory=True)
+    toc = {
+        "format": "jb-book",
+        "root": "book/intro",
+        "parts": [
+            {
+                "caption": "Chapters",
+                "chapters": [{"file": "book/chapters/fixture"}, {"file": "book/chapters/later"}],
+            }
+        ],
+    }
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    env = {**os.environ, chapters.EXTRA_CHAPTERS_ENV: str(FIXTURES)}
+    run = [sys.executable, "-m", "helpers", "run", "fixture", "--profile", "smoke"]
+    out = ["--output-dir", str(root / "book" / "chapters")]
+    done = subprocess.run(run + out, check=False, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    start = time.perf_counter()
+    status = book.build_book(root)
+    seconds = time.perf_counter() - start
+    assert status == 0, "jupyter-book build of the fixture book failed (see the output above)"
+    print(f"\nfixture book built in {seconds:.1f} s")
+    return Site(root, root / "_build" / "html", seconds)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """The real build when ``BOOK_BUILT=1``, otherwise a fixture book built for the tests."""
+    if os.environ.get("BOOK_BUILT") == "1":
+        html = ROOT / "_build" / "html"
+        assert (html / "index.html").exists(), "BOOK_BUILT=1 but _build/html is not built"
+        return Site(ROOT, html)
+    return _build_fixture_book(tmp_path_factory.mktemp("book"))
+
+
+def _external(url: str) -> bool:
+    """Whether ``url`` points off the site (a scheme or a protocol-relative //host)."""
+    return bool(
+        re.match(r"^([a-z][a-z0-9+.-]*:|//)", url.strip(), re.IGNORECASE)
+    ) and not url.startswith("data:")
+
+
+@pytest.mark.slow
+def test_fixture_book_is_built(site: Site) -> None:
+    assert (site.html / "index.html").exists()
+    if site.build_seconds is not None:
+        assert (site.html / "book" / "chapters" / "fixture.html").exists()
+        assert not (site.html / "book" / "chapters" / "later.html").exists()
+
+
+@pytest.mark.slow
+def test_no_page_loads_anything_from_another_host(site: Site) -> None:
+    offending = []
+    for page in site.html.rglob("*.html"):
+        soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        for tag in soup.find_all(["script", "img", "iframe", "source", "audio", "video"]):
+            if tag.get("src") and _external(tag["src"]):
+                offending.append(f"{page.relative_to(site.html)}: <{tag.name} src={tag['src']}>")
+        for tag in soup.find_all("link"):
+            rels = set(tag.get("rel", []))
+            if rels & LOADING_RELS and _external(tag.get("href", "")):
+                offending.append(f"{page.relative_to(site.html)}: <link href={tag['href']}>")
+    for sheet in site.html.rglob("*.css"):
+        text = sheet.read_text(encoding="utf-8", errors="replace")
+        for url in re.findall(r"""(?:url\(|@import\s+)\s*['"]?([^'")\s]+)""", text):
+            if _external(url):
+                offending.append(f"{sheet.relative_to(site.html)}: {url}")
+    assert not offending, "\n".join(offending)
+
+
+# ---------------------------------------------------------------- in the browser
+
+
+def _browser() -> str:
+    """The Chromium executable, or a skip (a failure with ``CI_REQUIRE_BROWSER=1``)."""
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    reason = "Chromium is not installed (apt-get install -y chromium)"
+    if os.environ.get("CI_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " and CI_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves the book quietly and records (path, status) of every request."""
+
+    served: list[tuple[str, int]]
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Record instead of printing."""
+        self.served.append((self.path, int(code) if str(code).isdigit() else 0))
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence."""
+
+
+@dataclass
+class Server:
+    """The local server of the built book."""
+
+    base: str
+    served: list[tuple[str, int]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def server(site: Site) -> Iterator[Server]:
+    """``site.html`` on http://127.0.0.1:<free port>/."""
+    served: list[tuple[str, int]] = []
+    handler = functools.partial(
+        type("Handler", (_Handler,), {"served": served}), directory=str(site.html)
+    )
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield Server(f"http://127.0.0.1:{httpd.server_address[1]}/", served)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _status(url: str) -> int:
+    """The HTTP status of ``url`` on the local server."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@dataclass
+class Page:
+    """One page as served (static HTML) and as rendered by the browser (DOM, console)."""
+
+    path: str
+    static: BeautifulSoup
+    dom: BeautifulSoup
+    console: list[str]
+
+
+def _first_page(site: Site) -> str:
+    """The page ``index.html`` redirects to."""
+    index = (site.html / "index.html").read_text(encoding="utf-8")
+    match = re.search(r'url=([^"\']+)', index)
+    return match.group(1) if match else "index.html"
+
+
+def _sidebar_links(site: Site, server: Server, path: str) -> list[str]:
+    """Absolute URLs of the internal links in the primary sidebar of page ``path``."""
+    soup = BeautifulSoup((site.html / path).read_text(encoding="utf-8"), "html.parser")
+    links = []
+    for anchor in soup.select(".bd-sidebar-primary a[href]"):
+        href = anchor["href"]
+        if not _external(href) and not href.startswith("#"):
+            links.append(urljoin(server.base + path, href).split("#")[0])
+    return links
+
+
+def _render(browser: str, url: str, profile: Path) -> tuple[str, list[str]]:
+    """The DOM of ``url`` after scripts ran, and the console lines; other hosts unreachable."""
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--virtual-time-budget=5000",
+        "--enable-logging=stderr",
+        "--log-level=0",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout, f"chromium failed on {url}: {done.stderr[-500:]}"
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    return done.stdout, console
+
+
+@pytest.fixture(scope="session")
+def pages(site: Site, server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Page]:
+    """Every page reachable from the sidebar, rendered in headless Chromium."""
+    browser = _browser()
+    first = _first_page(site)
+    paths = [first] + [urlsplit(u).path.lstrip("/") for u in _sidebar_links(site, server, first)]
+    rendered = {}
+    for path in dict.fromkeys(paths):
+        profile = tmp_path_factory.mktemp("chromium")
+        dom, console = _render(browser, server.base + path, profile)
+        static = BeautifulSoup((site.html / path).read_text(encoding="utf-8"), "html.parser")
+        rendered[path] = Page(path, static, BeautifulSoup(dom, "html.parser"), console)
+    return rendered
+
+
+def _notebook_images(site: Site, path: str) -> int:
+    """How many image outputs the executed notebook behind page ``path`` has (0 if none)."""
+    notebook = site.root / Path(path).with_suffix(".ipynb")
+    if not notebook.exists():
+        return 0
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return sum(
+        any(k.startswith("image/") for k in o.get("data", {}))
+        for c in cells
+        for o in c.get("outputs", [])
+    )
+
+
+@pytest.mark.slow
+def test_math_is_rendered_by_mathjax(server: Server, pages: dict[str, Page]) -> None:
+    fonts = [p for p, code in server.served if "/vendor/mathjax/" in p and "/fonts/" in p]
+    if any(page.static.select(".math") for page in pages.values()):
+        assert fonts, "MathJax fonts were not loaded from the book's own _static/vendor"
+    problems = []
+    for page in pages.values():
+        expected = len(page.static.select(".math"))
+        found = len(page.dom.find_all("mjx-container"))
+        if found < expected:
+            problems.append(f"{page.path}: {found} MathJax outputs for {expected} formulas")
+        body = page.dom.select_one("main") or page.dom
+        for tag in body.find_all(["script", "style", "pre", "code", "mjx-container"]):
+            tag.decompose()
+        text = body.get_text(" ")
+        if "\\(" in text or "\\[" in text:
+            problems.append(f"{page.path}: raw TeX delimiters in the visible text")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_figures_are_present_and_load(site: Site, server: Server, pages: dict[str, Page]) -> None:
+    problems = []
+    for page in pages.values():
+        images = page.dom.select("main img")
+        if _notebook_images(site, page.path) and not images:
+            problems.append(f"{page.path}: the notebook has figures, the page shows none")
+        for image in images:
+            url = urljoin(server.base + page.path, image.get("src", ""))
+            if _external(image.get("src", "")) or _status(url) != 200:
+                problems.append(f"{page.path}: image {image.get('src')} does not load")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_no_error_output(pages: dict[str, Page]) -> None:
+    problems = []
+    for page in pages.values():
+        if page.dom.select(".output.traceback, .output.error, .system-message, .problematic"):
+            problems.append(f"{page.path}: an error output or a rendering problem")
+        for stderr in page.dom.select(".output.stderr"):
+            if "Traceback" in stderr.get_text() or "Error" in stderr.get_text():
+                problems.append(f"{page.path}: stderr output with an error")
+        if "Traceback (most recent call last)" in page.dom.get_text():
+            problems.append(f"{page.path}: a traceback in the page")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_widgets_are_rendered(pages: dict[str, Page]) -> None:
+    problems = []
+    for page in pages.values():
+        views = page.static.select('script[type="application/vnd.jupyter.widget-view+json"]')
+        shown = page.dom.select(".jupyter-widgets")
+        if len(shown) < len(views):
+            problems.append(f"{page.path}: {len(shown)} widgets rendered of {len(views)}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_no_script_errors_and_nothing_fetched_from_elsewhere(
+    server: Server, pages: dict[str, Page]
+) -> None:
+    errors = [
+        f"{path}: {line}"
+        for path, page in pages.items()
+        for line in page.console
+        if re.search(r"Uncaught|Failed to load|net::ERR|Error", line)
+        and not any(known in line for known in KNOWN_CONSOLE)
+    ]
+    missing = [p for p, code in server.served if code >= 400 and p != "/favicon.ico"]
+    assert not errors, "\n".join(errors)
+    assert not missing, f"requests that failed on the local server: {missing}"
+
+
+@pytest.mark.slow
+def test_sidebar_links_resolve(site: Site, server: Server) -> None:
+    first = _first_page(site)
+    paths = [first] + [urlsplit(u).path.lstrip("/") for u in _sidebar_links(site, server, first)]
+    assert len(set(paths)) >= 2, "the sidebar should list the introduction and a chapter"
+    broken = []
+    for path in dict.fromkeys(paths):
+        if _status(server.base + path) != 200:
+            broken.append(f"{first}: {path}")
+            continue
+        broken += [f"{path}: {u}" for u in _sidebar_links(site, server, path) if _status(u) != 200]
+    assert not broken, "\n".join(broken)
