@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.lib.format import open_memmap
+from numpy.lib import format
 
 from . import cache
 from .data import ImageSet
@@ -147,6 +147,34 @@ def extract(model, data: ImageSet, layers="all", pooling: str = "auto", batch_si
             for i, name in enumerate(names + ["logits"])}
 
 
+class _Writer:
+    """Appends rows to an .npy file with plain writes (no memory map: resident memory stays at
+    one batch however large the file grows), resuming after ``rows`` already written."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], rows: int = 0):
+        self.path = path
+        fresh = rows == 0 or not path.exists()
+        self.f = open(path, "wb" if fresh else "r+b")
+        if fresh:
+            format.write_array_header_1_0(self.f, {"descr": "<f4", "fortran_order": False,
+                                                   "shape": shape})
+            self.offset = self.f.tell()
+        else:
+            format.read_magic(self.f)
+            format.read_array_header_1_0(self.f)
+            self.offset = self.f.tell()
+            self.f.seek(self.offset + rows * shape[1] * 4)
+            self.f.truncate()
+
+    def write(self, rows: np.ndarray) -> None:
+        self.f.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+
+    def close(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+
 def _compute(model, data, indices, names, how, spec, batch_size, device, norm, progress, partial):
     from tqdm.auto import tqdm
 
@@ -155,10 +183,11 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     n = len(data)
-    done, arrays = 0, None
+    done, outputs = 0, None
     if partial is not None and (partial / "done.json").exists():
-        done = json.loads((partial / "done.json").read_text())["rows"]
-        arrays = [open_memmap(partial / f"{i}.npy", mode="r+") for i in range(len(names) + 1)]
+        state = json.loads((partial / "done.json").read_text())
+        done = state["rows"]
+        outputs = [_Writer(partial / f"{i}.npy", (n, d), done) for i, d in enumerate(state["dims"])]
     elif partial is not None and partial.exists():
         shutil.rmtree(partial)
     bar = tqdm(total=n, initial=done, desc="features", unit="img", disable=not progress,
@@ -172,25 +201,45 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
             with autocast(device):
                 logits, outs = forward_layers(model, x, indices, norm)
             vecs = [pool(o, how).float().cpu().numpy() for o in outs] + [logits.float().cpu().numpy()]
-            if arrays is None:
-                if partial is not None:
-                    partial.mkdir(parents=True, exist_ok=True)
-                    arrays = [open_memmap(partial / f"{i}.npy", mode="w+", dtype=np.float32,
-                                          shape=(n, v.shape[1])) for i, v in enumerate(vecs)]
+            dims = [v.shape[1] for v in vecs]
+            if outputs is None:
+                if partial is None:
+                    outputs = [np.empty((n, d), np.float32) for d in dims]
                 else:
-                    arrays = [np.empty((n, v.shape[1]), np.float32) for v in vecs]
-            for a, v in zip(arrays, vecs):
-                a[start:start + len(v)] = v
+                    partial.mkdir(parents=True, exist_ok=True)
+                    outputs = [_Writer(partial / f"{i}.npy", (n, d)) for i, d in enumerate(dims)]
+            for out, v in zip(outputs, vecs):
+                if partial is None:
+                    out[start:start + len(v)] = v
+                else:
+                    out.write(v)
             if partial is not None:
-                for a in arrays:
-                    a.flush()
+                for out in outputs:
+                    out.f.flush()
                 tmp = partial / "done.json.tmp"
-                tmp.write_text(json.dumps({"rows": start + len(batch)}))
+                tmp.write_text(json.dumps({"rows": start + len(batch), "dims": dims}))
                 os.replace(tmp, partial / "done.json")
             bar.update(len(batch))
     bar.close()
     model.train(was_training)
     if partial is None:
-        return dict(zip(names + ["logits"], arrays))
-    del arrays
+        return dict(zip(names + ["logits"], outputs))
+    for out in outputs:
+        out.close()
     return None
+
+
+def layer_table(model, data: ImageSet, metrics=("nmi", "knn"), name: str = "model",
+                pooling: str = "auto", progress: bool = False, **metric_options):
+    """Extract every layer of ``model`` on ``data`` and measure it: a tidy table with columns
+    model, layer, layer_index, depth (0 = first layer, 1 = last), metric, value (Chapters 1-3)."""
+    from .metrics import layerwise
+
+    feats = extract(model, data, pooling=pooling, progress=progress)
+    layers = {k: v for k, v in feats.items() if k != "logits"}
+    table = layerwise(layers, data.labels.numpy(), metrics=metrics, **metric_options)
+    order = {layer: i for i, layer in enumerate(layers)}
+    table.insert(0, "model", name)
+    table.insert(2, "layer_index", table["layer"].map(order))
+    table.insert(3, "depth", table["layer_index"] / max(1, len(layers) - 1))
+    return table

@@ -24,6 +24,7 @@ ZOO = {
     "vit_tiny": {"arch": "vit_tiny_patch16_224", "arch_kwargs": {"patch_size": 8, "depth": 6}},
     "resnet10t_noaug": {"arch": "resnet10t", "augment": False},
     "resnet10t_digits": {"arch": "resnet10t", "chars": DIGITS},
+    "smallcnn": {"arch": "smallcnn", "arch_kwargs": {"width": 32, "depth": 5}},
 }
 _BASE = {"chars": CHARACTERS, "augment": True, "resolution": 32, "arch_kwargs": {},
          "lr": 2e-3, "batch_size": 128, "seed": 0}
@@ -111,6 +112,20 @@ def pretrain(name: str, scale: str = "default", progress: bool = True, **overrid
         report_file.write_text(json.dumps(report, indent=1))
         (root / f"{name}-{key}.ckpt").unlink(missing_ok=True)
     return model.eval(), report
+
+
+def load(name: str, scale: str = "default", num_classes: int | None = None, progress: bool = True,
+         **overrides):
+    """(model, report) for a zoo member, or for any timm name with its hub weights (the full
+    profile; needs internet once, then timm's own cache). ``num_classes`` swaps the head."""
+    if name in ZOO:
+        model, report = pretrain(name, scale, progress=progress, **overrides)
+    else:
+        model = create(name, 1000 if num_classes is None else num_classes, weights="hub").eval()
+        return model, {"name": name, "recipe": {"arch": name}, "source_accuracy": None}
+    if num_classes is not None:
+        model.reset_classifier(num_classes)
+    return model, report
 
 
 def table(members=None, scale: str = "default", progress: bool = True) -> pd.DataFrame:
