@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     profile = {
         "default": "default",
-        "help": "parameter profile: %(choices)s (default: %(default)s)",
+        "help": "parameter profile: smoke, default or full (default: %(default)s)",
         "metavar": "PROFILE",
     }
     run = commands.add_parser("run", help="execute chapters with papermill")

@@ -1,0 +1,100 @@
+"""Every requested metric at every layer, sharing per-layer work (class means, spectra, neighbours).
+
+Used by Chapter 1 (separability), Chapter 2 (transferability / FaCe) and Chapter 3 (tunnel effect).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ._stats import LayerStats
+from ._validate import ArrayLike
+from .geometry import _nc1, _numerical_rank, _rankme
+from .separability import _knn, _loo_1nn, _nmi, _probe_split, knn_k
+from .transfer import _face, _gbc, _h_score, _logme
+
+METRICS: dict[str, Callable[..., float | int | dict]] = {
+    "nmi": _nmi,
+    "knn": _knn,
+    "1nn": _loo_1nn,
+    "probe": _probe_split,
+    "logme": _logme,
+    "h_score": _h_score,
+    "gbc": _gbc,
+    "face": _face,
+    "nc1": _nc1,
+    "numerical_rank": _numerical_rank,
+    "rankme": _rankme,
+}
+_PROBE_OPTIONS = ("epochs", "lr", "weight_decay", "label_smoothing", "batch_size")
+
+
+def layerwise(
+    features_by_layer: Mapping[str, ArrayLike],
+    labels: ArrayLike,
+    metrics: Sequence[str] = ("nmi", "knn", "1nn", "logme", "nc1", "rankme"),
+    progress: bool = False,
+    **options,
+) -> pd.DataFrame:
+    """Tidy table (layer, metric, value), one row per layer x metric, layers in the given order.
+
+    `options` go to the metrics that take them (k, n_clusters, n_init, random_state, pca_dim, rtol,
+    max_samples, test_fraction and the `linear_probe` settings); kNN's k defaults to the smallest
+    class size - 1. Dict-valued metrics (face) give one row per key, named "face.<key>".
+    Chapter 1 (separability), Chapter 2 (transferability / FaCe), Chapter 3 (tunnel effect).
+    """
+    metrics = _check_metrics(metrics)
+    routed = _route_options(metrics, options)
+    rows = []
+    for layer, features in tqdm(features_by_layer.items(), desc="layers", disable=not progress):
+        stats = LayerStats(features, labels, name=f"features_by_layer[{layer!r}]")
+        _prefetch_neighbours(stats, metrics, routed)
+        for name in metrics:
+            value = METRICS[name](stats, **routed[name])
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            rows += [
+                (layer, name if key is None else f"{name}.{key}", float(v)) for key, v in items
+            ]
+    return pd.DataFrame(rows, columns=["layer", "metric", "value"])
+
+
+def _check_metrics(metrics: Sequence[str]) -> list[str]:
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    for name in metrics:
+        if name not in METRICS:
+            close = difflib.get_close_matches(str(name), METRICS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"metrics: unknown metric {name!r}; allowed: {', '.join(METRICS)}.{hint}"
+            )
+    return list(dict.fromkeys(metrics))
+
+
+def _accepted(name: str) -> set[str]:
+    params = list(inspect.signature(METRICS[name]).parameters.values())[1:]
+    accepted = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+    return accepted | set(_PROBE_OPTIONS) if name == "probe" else accepted
+
+
+def _route_options(metrics: list[str], options: dict) -> dict[str, dict]:
+    routed = {name: {k: v for k, v in options.items() if k in _accepted(name)} for name in metrics}
+    unused = set(options) - {k for r in routed.values() for k in r}
+    if unused:
+        accepted = sorted(set().union(*(_accepted(n) for n in metrics)))
+        raise ValueError(
+            f"options {sorted(unused)} are taken by none of the metrics {metrics}; "
+            f"accepted options: {accepted}"
+        )
+    return routed
+
+
+def _prefetch_neighbours(stats: LayerStats, metrics: list[str], routed: dict[str, dict]) -> None:
+    """One neighbour search for both kNN purity and 1-NN."""
+    if "1nn" in metrics and "knn" in metrics:
+        stats.neighbour_hits((1, knn_k(stats, routed["knn"].get("k"))))
