@@ -242,6 +242,28 @@ def build(root: Path, toc: Path) -> int:
     return subprocess.run(command, check=False, cwd=root).returncode
 
 
+def write_timings(executed: Path) -> Path:
+    """A table of each executed chapter's profile, device and wall time (the course page
+    includes it), read from what ``python -m helpers run`` recorded in the notebooks."""
+    import nbformat
+
+    from .chapters import REGISTRY
+
+    rows = ["| chapter | profile | device | run time | date |", "| --- | --- | --- | --- | --- |"]
+    for cid, title in REGISTRY:
+        path = executed / f"{cid}.ipynb"
+        if path.exists():
+            meta = nbformat.read(path, as_version=4).metadata.get("helpers")
+            if meta:
+                rows.append(f"| {title} | {meta['profile']} | {meta['device']} | "
+                            f"{meta['seconds'] / 60:.1f} min | {meta['date']} |")
+    executed.mkdir(parents=True, exist_ok=True)
+    out = executed / "timings.md"
+    out.write_text("\n".join(rows) + "\n" if len(rows) > 2 else
+                   "No chapter has been run with `python -m helpers run` yet.\n")
+    return out
+
+
 def build_book(root: Path = ROOT) -> int:
     """Fetch the assets, write the toc of existing pages, check the notebooks, build; 0 if ok."""
     try:
@@ -249,6 +271,7 @@ def build_book(root: Path = ROOT) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    write_timings(root / "book" / "chapters")
     toc = write_toc(root, root / "_build" / "toc.yml")
     problems = executed_errors(root, toc)
     for problem in problems:

@@ -126,8 +126,22 @@ def run_chapters(
                 file=sys.stderr,
             )
             continue
-        print(f"done {cid} in {time.perf_counter() - start:.1f} s")
+        seconds = time.perf_counter() - start
+        record_run(target, profile, seconds)
+        print(f"done {cid} in {seconds:.1f} s")
     return 1 if failed else 0
+
+
+def record_run(notebook: Path, profile: str, seconds: float) -> None:
+    """Note the profile, device and wall time in the executed notebook (the course page's table)."""
+    import nbformat
+    import torch
+
+    nb = nbformat.read(notebook, as_version=4)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    nb.metadata["helpers"] = {"profile": profile, "seconds": round(seconds, 1), "device": device,
+                              "date": time.strftime("%Y-%m-%d")}
+    nbformat.write(nb, notebook)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
