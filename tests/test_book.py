@@ -320,6 +320,8 @@ def test_figures_are_present_and_load(site: Site, server: Server, pages: dict[st
         if _notebook_images(site, page.path) and not images:
             problems.append(f"{page.path}: the notebook has figures, the page shows none")
         for image in images:
+            if image.get("src", "").startswith("data:image/"):
+                continue  # inline (e.g. a widget's output): nothing to fetch
             url = urljoin(server.base + page.path, image.get("src", ""))
             if _external(image.get("src", "")) or _status(url) != 200:
                 problems.append(f"{page.path}: image {image.get('src')} does not load")

@@ -1,0 +1,668 @@
+"""Chapter 4 (``double_descent``): freezing-wise and epoch-wise double descent in transfer.
+
+Dar, Luzi & Baraniuk, *Frozen Overparameterization* (arXiv:2211.11074): transfer a source
+model to a target task whose training labels are noisy, keep the first ``k`` transferred layers
+frozen and train the rest, for every ``k``. The test error per epoch (epoch-wise double
+descent) and at the end against ``k`` (freezing-wise double descent) are the two curves.
+
+The default setting is the width-parameterized :class:`helpers.models.SmallCNN` (blocks of equal
+size, so that freezing one more block moves the trainable-parameter count by a fixed step and
+the sweep over ``k`` crosses the number of training samples), pre-trained on glyph characters,
+transferred to MNIST-5k digits. Every transfer run is cached (history + tail weights), so a
+rerun with only analysis parameters changed loads them.
+
+Speed: the frozen prefix is a fixed function (its batch norms keep their source statistics, no
+augmentation), so for :class:`SmallCNN` its output is computed once per data set and only the
+trainable tail is trained (:func:`transfer_run`); other architectures go through
+:func:`helpers.train.fit` with :func:`helpers.models.freeze_first`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import string
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import cache, data, models, train, zoo
+from ..data import ImageSet
+from ..features import preprocess
+
+CHAPTER = "double_descent"
+#: glyph sources for the smallcnn family: name -> characters (the target is digits)
+GLYPH_SOURCES = {"digits": data.DIGITS, "letters": string.ascii_uppercase,
+                 "all": data.CHARACTERS}
+#: cached prefix outputs larger than this are recomputed per batch instead (bytes)
+PREFIX_CACHE_BYTES = 256 * 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# source models and target data
+
+
+def arch_kwargs(arch: str, width: int | None = None, depth: int | None = None) -> dict:
+    """Width (and depth) of the architecture family: ``smallcnn`` takes ``width`` and
+    ``depth``; a timm ResNet takes ``width`` as its stem width and first stage (stages
+    ``w, 2w, 4w, 8w``, the width-parameterized ResNet-18 of the double-descent literature)."""
+    if arch == models.SMALL_CNN:
+        return {"width": int(width or 32), "depth": int(depth or 5)}
+    if arch.startswith("resnet") and width:
+        w = int(width)
+        return {"channels": (w, 2 * w, 4 * w, 8 * w), "stem_width": w}
+    return {}
+
+
+def source_model(source: str = "digits", arch: str = "smallcnn", scale: str = "default",
+                 width: int = 32, depth: int = 5, resolution: int = 32, epochs: int | None = None,
+                 root=None, download: bool = False, progress: bool = False):
+    """(model, report): the pre-trained source of the transfer.
+
+    ``source``: a key of :data:`GLYPH_SOURCES` (``arch`` pre-trained by
+    :func:`helpers.zoo.pretrain` on glyphs of those characters, the zoo's fixed image count);
+    a torchvision data-set class (``arch`` pre-trained on its training split here, cached;
+    the full profile); or a timm name with hub weights (``resnet18.tv_in1k``).
+    """
+    kw = arch_kwargs(arch, width, depth)
+    if source in GLYPH_SOURCES:
+        member = {models.SMALL_CNN: "smallcnn", "resnet10t": "resnet10t"}.get(arch)
+        if member is None:
+            raise ValueError(f"arch: glyph sources are pre-trained as 'smallcnn' or 'resnet10t', "
+                             f"got {arch!r}")
+        extra = {"arch_kwargs": kw} if member == "smallcnn" else {}
+        over = {"epochs": int(epochs)} if epochs else {}
+        return zoo.pretrain(member, scale, progress=progress, chars=GLYPH_SOURCES[source],
+                            resolution=resolution, **extra, **over)
+    if source in data.torchvision_names():
+        train_set = data.load(source, resolution=resolution, root=root, download=download,
+                              train=True)
+        test_set = data.load(source, resolution=resolution, root=root, download=download,
+                             train=False)
+        return pretrain_source(arch, train_set, test_set, kw, resolution=resolution,
+                               epochs=epochs or 30, progress=progress)
+    model, report = zoo.load(source, scale, progress=progress)
+    return model, report
+
+
+def pretrain_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: dict | None = None,
+                    resolution: int = 32, epochs: int = 30, lr: float = 2e-3,
+                    batch_size: int = 128, seed: int = 0, progress: bool = False):
+    """(model, report): ``arch`` trained from scratch on ``train_set`` (augmented, AdamW,
+    cosine), cached under ``<cache>/double_descent/sources`` by everything that determines it."""
+    kwargs = dict(kwargs or {})
+    key = cache.make_key(study=CHAPTER, kind="source", arch=arch, kwargs=kwargs,
+                         train=train_set.fingerprint, test=test_set.fingerprint,
+                         resolution=resolution, epochs=epochs, lr=lr, batch_size=batch_size,
+                         seed=seed)
+    root = cache.cache_dir() / CHAPTER / "sources"
+    weights, meta = root / f"{arch}-{key}.pt", root / f"{arch}-{key}.json"
+
+    def build(w=None):
+        return models.create(arch, len(train_set.classes), weights=w, img_size=resolution,
+                             mean=zoo.MEAN, std=zoo.STD, **kwargs)
+
+    with cache.locked(weights):
+        if weights.exists() and meta.exists():
+            import json
+
+            return build(weights).eval(), json.loads(meta.read_text())
+        torch.manual_seed(seed)
+        model = build()
+        hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
+                         augment=True, seed=seed, checkpoint=root / f"{arch}-{key}.ckpt",
+                         progress=progress)
+        model.cpu()
+        torch.save(model.state_dict(), weights)
+        import json
+
+        report = {"name": f"{arch}@{train_set.domain}", "recipe": {"arch": arch, **kwargs,
+                  "data": train_set.domain, "epochs": epochs}, "sha256": cache.file_sha256(weights),
+                  "source_accuracy": 1 - float(hist["test_err"].iloc[-1]),
+                  "train_images": len(train_set)}
+        meta.write_text(json.dumps(report, indent=1, default=str))
+        (root / f"{arch}-{key}.ckpt").unlink(missing_ok=True)
+    return model.eval(), report
+
+
+def target_data(name: str = "mnist5k", resolution: int = 32, test_per_class: int = 100,
+                seed: int = 0, root=None, download: bool = False) -> tuple[ImageSet, ImageSet]:
+    """(pool, test): the target domain split into a training pool and a fixed test set.
+
+    ``test_per_class`` images of every class are held out (drawn with ``seed``); for a
+    torchvision set (full profile) its own test split is used instead.
+    """
+    if name in data.domain_names():
+        full = data.load(name, resolution=resolution)
+        return data.train_test(full, test=int(test_per_class), seed=seed)
+    kw = {"resolution": resolution, "root": root, "download": download}
+    return data.load(name, train=True, **kw), data.load(name, train=False, **kw)
+
+
+def noisy_subset(pool: ImageSet, size: int, noise: float, seed: int = 0
+                 ) -> tuple[ImageSet, np.ndarray, ImageSet]:
+    """(noisy train set, flipped mask, clean train set): ``size`` images, balanced over classes,
+    with a fraction ``noise`` of symmetric label noise. Nested in ``seed`` only: the same
+    seed gives the same images for every noise rate, so noise is the only change."""
+    n_classes = len(pool.classes)
+    per = size // n_classes
+    if per < 1 or per * n_classes != size:
+        raise ValueError(f"size must be a multiple of the {n_classes} classes, got {size}")
+    clean = data.per_class(pool, per, seed=seed)
+    noisy, flipped = data.label_noise(clean, noise, seed=seed + 7919)
+    return noisy, flipped, clean
+
+
+def parameter_counts(model: nn.Module, num_classes: int = 10) -> pd.DataFrame:
+    """Trainable parameters after freezing the first ``k`` layers, for every ``k``
+    (with a fresh ``num_classes`` head): columns k, layer, trainable."""
+    m = copy.deepcopy(model)
+    m.reset_classifier(num_classes)
+    names = models.layer_names(m)
+    rows = [{"k": k, "frozen_through": names[k - 1] if k else "(none)",
+             "trainable": models.freeze_first(m, k)} for k in range(len(names) + 1)]
+    return pd.DataFrame(rows)
+
+
+def ks_crossing(counts: pd.DataFrame, sizes: Sequence[int]) -> dict[int, float]:
+    """For each training-set size n, the (fractional) k at which trainable parameters = n,
+    by linear interpolation of log(count) between the two neighbouring k; nan if never."""
+    out = {}
+    k, c = counts["k"].to_numpy(float), np.log(counts["trainable"].to_numpy(float))
+    for n in sizes:
+        out[int(n)] = float("nan")
+        for i in range(len(k) - 1):
+            if c[i] >= math.log(n) >= c[i + 1] and c[i] != c[i + 1]:
+                out[int(n)] = k[i] + (c[i] - math.log(n)) / (c[i] - c[i + 1])
+                break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one transfer run
+
+
+class _Tail(nn.Module):
+    """Blocks ``k..`` of a :class:`SmallCNN` and its head: the trainable part after freezing."""
+
+    def __init__(self, model: models.SmallCNN, k: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*list(model.blocks)[k:])
+        self.fc = model.fc
+
+    def forward(self, x):
+        return self.fc(self.blocks(x).mean(dim=(2, 3)))
+
+
+@torch.no_grad()
+def _prefix(model: models.SmallCNN, k: int, images: torch.Tensor, batch_size: int = 1024):
+    """Output of the first ``k`` (frozen, eval-mode) blocks for uint8 images."""
+    model.blocks[:k].eval()
+    spec = models.input_spec(model)
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = preprocess(images[s:s + batch_size], spec)
+        out.append(model.blocks[:k](x))
+    return torch.cat(out)
+
+
+class _Inputs:
+    """The tail's inputs for a data set: cached prefix output, or computed per batch."""
+
+    def __init__(self, model, k: int, images: torch.Tensor):
+        self.model, self.k, self.images = model, k, images
+        probe = _prefix(model, k, images[:1])
+        self.cached = None
+        if probe.numel() * 4 * len(images) <= PREFIX_CACHE_BYTES:
+            self.cached = _prefix(model, k, images)
+
+    def __len__(self):
+        return len(self.images)
+
+    def batch(self, idx) -> torch.Tensor:
+        if self.cached is not None:
+            return self.cached[idx]
+        return _prefix(self.model, self.k, self.images[idx])
+
+
+@torch.inference_mode()
+def _errors(tail: nn.Module, inputs: _Inputs, labels: torch.Tensor, batch_size: int = 1024):
+    """(mean loss, per-sample wrong mask) of the tail in eval mode."""
+    tail.eval()
+    loss, wrong = 0.0, []
+    for s in range(0, len(inputs), batch_size):
+        idx = torch.arange(s, min(s + batch_size, len(inputs)))
+        out = tail(inputs.batch(idx))
+        loss += F.cross_entropy(out, labels[idx], reduction="sum").item()
+        wrong.append(out.argmax(1) != labels[idx])
+    return loss / len(inputs), torch.cat(wrong)
+
+
+@torch.inference_mode()
+def _predict(model: nn.Module, images: ImageSet, batch_size: int = 512) -> torch.Tensor:
+    """Predicted classes (eval mode) of any model, on its device."""
+    from ..device import autocast
+
+    model.eval()
+    device = next(model.parameters()).device
+    spec = models.input_spec(model)
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = preprocess(images.images[s:s + batch_size].to(device), spec)
+        with autocast(device):
+            out.append(model(x).float().argmax(1).cpu())
+    return torch.cat(out)
+
+
+def run_key(source_report: dict, k: int, train_set: ImageSet, test_set: ImageSet, **config) -> str:
+    """Cache key of one run: the source recipe and weights, k, the data and every setting."""
+    return cache.make_key(study=CHAPTER, source=source_report.get("sha256") or
+                          source_report.get("name"), recipe=source_report.get("recipe"), k=k,
+                          train=train_set.fingerprint, test=test_set.fingerprint, **config)
+
+
+def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: ImageSet,
+                 clean_labels: torch.Tensor | None = None, *, epochs: int = 30,
+                 lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
+                 weight_decay: float = 0.0, seed: int = 0, cache_file: Path | None = None
+                 ) -> pd.DataFrame:
+    """Freeze the first ``k`` layers of a copy of ``source``, give it a fresh head (drawn with
+    ``seed``), train the rest on ``train_set`` (its labels may be noisy) with a constant
+    learning rate; return one row per epoch.
+
+    Columns: epoch, train_loss, train_err (on the labels trained on, eval mode),
+    memorized (fraction of the flipped labels that the model reproduces; nan without noise),
+    test_loss, test_err, seconds. ``clean_labels`` are the labels before noise.
+    """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if cache_file is not None and Path(cache_file).exists():
+        return pd.DataFrame(torch.load(cache_file, weights_only=False)["history"])
+    torch.manual_seed(seed)
+    model = copy.deepcopy(source).cpu()
+    model.reset_classifier(len(train_set.classes))
+    trainable = models.freeze_first(model, k)
+    flipped = (None if clean_labels is None else (train_set.labels != clean_labels))
+    if not isinstance(model, models.SmallCNN):
+        hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
+                         optimizer="adamw" if optimizer == "adam" else "sgd",
+                         weight_decay=weight_decay, schedule="constant", seed=seed,
+                         checkpoint=None if cache_file is None else
+                         Path(cache_file).with_suffix(".ckpt"), progress=False)
+        # fit's train_err is the running error in train mode; the final row gets the
+        # eval-mode error and the memorized fraction
+        pred = _predict(model, train_set)
+        hist["memorized"] = float("nan")
+        hist.loc[hist.index[-1], "train_err"] = (pred != train_set.labels).float().mean().item()
+        if flipped is not None and flipped.any():
+            hist.loc[hist.index[-1], "memorized"] = (
+                (pred[flipped] == train_set.labels[flipped]).float().mean().item())
+        hist = hist.drop(columns=["lr"])
+        state = {n: p.cpu() for n, p in model.state_dict().items()}
+    else:
+        tail = _Tail(model, k)
+        tr, te = _Inputs(model, k, train_set.images), _Inputs(model, k, test_set.images)
+        params = [p for p in tail.parameters() if p.requires_grad]
+        opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
+               else torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay))
+        rows = []
+        for epoch in range(epochs):
+            tic = time.perf_counter()
+            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            perm = torch.randperm(len(train_set), generator=g)
+            tail.train()
+            for s in range(0, len(perm), batch_size):
+                idx = perm[s:s + batch_size]
+                loss = F.cross_entropy(tail(tr.batch(idx)), train_set.labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            train_loss, wrong = _errors(tail, tr, train_set.labels)
+            test_loss, test_wrong = _errors(tail, te, test_set.labels)
+            mem = float("nan")
+            if flipped is not None and flipped.any():
+                mem = 1 - wrong[flipped].float().mean().item()
+            rows.append({"epoch": epoch + 1, "train_loss": train_loss,
+                         "train_err": wrong.float().mean().item(), "memorized": mem,
+                         "test_loss": test_loss, "test_err": test_wrong.float().mean().item(),
+                         "seconds": time.perf_counter() - tic})
+        hist = pd.DataFrame(rows)
+        state = tail.state_dict()
+    hist["trainable"] = trainable
+    if cache_file is not None:
+        cache_file = Path(cache_file)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"history": hist.to_dict("records"), "state": state}, tmp)
+        tmp.replace(cache_file)
+    return hist
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid of runs
+
+
+def plan(sources: Sequence[str], sizes: Sequence[int], noises: Sequence[float],
+         seeds: Sequence[int], ks: Sequence[int], compare_sizes: Sequence[int] | None = None,
+         compare_noises: Sequence[float] | None = None) -> pd.DataFrame:
+    """The runs of the chapter, one row each (source, size, noise, seed, k).
+
+    The first source gets every size and noise rate; the other sources (the near/far
+    comparison) only ``compare_sizes`` x ``compare_noises`` (default: the largest size and
+    noise rate), to keep the grid within budget.
+    """
+    if not sources:
+        raise ValueError("sources must name at least one source")
+    compare_sizes = [max(sizes)] if not compare_sizes else list(compare_sizes)
+    compare_noises = [max(noises)] if not compare_noises else list(compare_noises)
+    rows = []
+    for i, src in enumerate(sources):
+        for n in (sizes if i == 0 else compare_sizes):
+            for noise in (noises if i == 0 else compare_noises):
+                for seed in seeds:
+                    for k in ks:
+                        rows.append({"source": src, "size": int(n), "noise": float(noise),
+                                     "seed": int(seed), "k": int(k)})
+    return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
+
+
+def _job(model, k, train_set, test_set, clean, cfg, cache_file):
+    """One run in a single-threaded worker process (top level, so that it pickles)."""
+    torch.set_num_threads(1)
+    return transfer_run(model, k, train_set, test_set, clean, cache_file=cache_file, **cfg)
+
+
+def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, *,
+             epochs: int = 40, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
+             weight_decay: float = 0.0, workers: int = 1, threads: int | None = 1,
+             progress: bool = True) -> pd.DataFrame:
+    """Run (or load from the cache) every row of ``runs``; return the per-epoch histories,
+    one row per (run, epoch), with the run's settings, ``trainable`` and ``ratio`` =
+    trainable parameters / training samples.
+
+    ``sources``: name -> (model, report) from :func:`source_model`. ``workers`` > 1 runs
+    that many single-threaded processes (the runs are independent); in-process runs use
+    ``threads`` torch threads (None: unchanged): the small CNN's tiny convolutions run
+    fastest on one thread per process, and a busy CPU makes more threads much slower.
+    """
+    cfg = {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size),
+           "optimizer": optimizer, "weight_decay": float(weight_decay)}
+    root = cache.cache_dir() / CHAPTER
+    jobs, meta = [], []
+    subsets = {}
+    for r in runs.itertuples(index=False):
+        model, report = sources[r.source]
+        key_data = (r.size, r.noise, r.seed)
+        if key_data not in subsets:
+            subsets[key_data] = noisy_subset(pool, r.size, r.noise, seed=r.seed)
+        noisy, _, clean = subsets[key_data]
+        key = run_key(report, r.k, noisy, test, clean=clean.fingerprint, seed=r.seed, **cfg)
+        jobs.append((r, model, noisy, clean, root / f"{key}.pt"))
+        meta.append(r._asdict())
+    todo = [j for j in jobs if not j[4].exists()]
+    if todo and progress:
+        print(f"double_descent: {len(todo)} of {len(jobs)} runs to train "
+              f"({len(jobs) - len(todo)} cached)", flush=True)
+    tic = time.perf_counter()
+    if workers > 1 and len(todo) > 1:
+        from joblib import Parallel, delayed
+
+        # longest runs first, so that the workers finish together
+        todo = sorted(todo, key=lambda j: -(j[0].size * (6 - min(j[0].k, 5))))
+        Parallel(n_jobs=workers, backend="loky")(
+            delayed(_job)(m, r.k, noisy, test, clean.labels, cfg, f)
+            for r, m, noisy, clean, f in todo)
+    elif todo:
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            for i, (r, m, noisy, clean, f) in enumerate(todo):
+                transfer_run(m, r.k, noisy, test, clean.labels, cache_file=f, **cfg)
+                if progress and (i + 1) % max(1, len(todo) // 10) == 0:
+                    print(f"  [{i + 1}/{len(todo)}] {r.source} n={r.size} noise={r.noise:g} "
+                          f"seed={r.seed} k={r.k}  ({time.perf_counter() - tic:.0f} s)",
+                          flush=True)
+        finally:
+            torch.set_num_threads(before)
+    if todo and progress:
+        print(f"double_descent: trained in {time.perf_counter() - tic:.0f} s", flush=True)
+    frames = []
+    for (r, m, noisy, clean, f), info in zip(jobs, meta):
+        h = transfer_run(m, r.k, noisy, test, clean.labels, cache_file=f, **cfg)
+        frames.append(h.assign(**info))
+    out = pd.concat(frames, ignore_index=True)
+    out["ratio"] = out["trainable"] / out["size"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# analysis: final errors, thresholds, the two double-descent tests
+
+
+GROUP = ["source", "size", "noise"]
+
+
+def final_errors(history: pd.DataFrame, last: int = 5) -> pd.DataFrame:
+    """One row per run: test/train error and memorized fraction averaged over the ``last``
+    epochs (Adam's epoch-to-epoch spikes average out), plus trainable and ratio."""
+    top = history.groupby(GROUP + ["seed", "k"])["epoch"].transform("max")
+    tail = history[history["epoch"] > top - last]
+    keys = GROUP + ["seed", "k", "trainable", "ratio"]
+    return (tail.groupby(keys, as_index=False)[["test_err", "train_err", "memorized"]].mean())
+
+
+def seed_mean(table: pd.DataFrame, by: Sequence[str],
+              values: Sequence[str] = ("test_err", "train_err", "memorized")) -> pd.DataFrame:
+    """Mean, standard error (over seeds) and seed count of ``values`` per group ``by``."""
+    g = table.groupby(list(by))
+    out = g[list(values)].mean()
+    se = g[list(values)].sem().fillna(0.0).add_suffix("_se")
+    return pd.concat([out, se, g.size().rename("seeds")], axis=1).reset_index()
+
+
+def interpolation_threshold(finals: pd.DataFrame, train_err: float = 0.02) -> pd.DataFrame:
+    """Per (source, size, noise): the empirical interpolation threshold, i.e. the largest k
+    (fewest trainable parameters) whose seed-mean final train error on the labels trained on
+    is <= ``train_err``, with its trainable count and ratio; nan where no k interpolates."""
+    m = seed_mean(finals, GROUP + ["k", "trainable", "ratio"])
+    rows = []
+    for key, g in m.groupby(GROUP):
+        fit = g[g["train_err"] <= train_err]
+        best = fit.sort_values("k").iloc[-1] if len(fit) else None
+        rows.append(dict(zip(GROUP, key), k_interp=np.nan if best is None else int(best.k),
+                         trainable_interp=np.nan if best is None else int(best.trainable),
+                         ratio_interp=np.nan if best is None else float(best.ratio)))
+    return pd.DataFrame(rows)
+
+
+def freezing_wise(finals: pd.DataFrame, z: float = 2.0, min_effect: float = 0.01) -> pd.DataFrame:
+    """The freezing-wise double-descent test per (source, size, noise).
+
+    Test error against trainable parameters p (p falls as k rises). Double descent means a
+    peak at some k* with lower error both at a smaller k (more parameters: the second
+    descent) and at a larger k (fewer parameters: the classical side). ``bump`` = max over
+    interior k* of min(err(k*) - min_{k<k*} err, err(k*) - min_{k>k*} err); it counts as shown
+    when bump > ``z`` x the standard error (over seeds) of the differences and > ``min_effect``
+    (one point of error by default). ``gain_full`` = err(k*) - err(smallest k): the second
+    descent is *sustained* when training every layer is also clearly better than the peak.
+    Also the best k and the worst k.
+    """
+    m = seed_mean(finals, GROUP + ["k", "trainable", "ratio"])
+    rows = []
+    for key, g in m.groupby(GROUP):
+        g = g.sort_values("k")
+        e, s, ks = g["test_err"].to_numpy(), g["test_err_se"].to_numpy(), g["k"].to_numpy()
+        bump, k_peak, se_bump = -np.inf, np.nan, np.nan
+        for i in range(1, len(e) - 1):
+            left, right = np.argmin(e[:i]), i + 1 + np.argmin(e[i + 1:])
+            b = min(e[i] - e[left], e[i] - e[right])
+            if b > bump:
+                bump, k_peak = b, int(ks[i])
+                se_bump = math.sqrt(s[i] ** 2 + max(s[left], s[right]) ** 2)
+        shown = bool(bump > z * se_bump and bump > min_effect)
+        # does the error keep falling to the most trainable end (k = min) beyond the peak?
+        i = int(np.flatnonzero(ks == k_peak)[0]) if not np.isnan(k_peak) else 0
+        gain, gain_se = float(e[i] - e[0]), float(math.sqrt(s[i] ** 2 + s[0] ** 2))
+        rows.append(dict(zip(GROUP, key), k_best=int(ks[np.argmin(e)]), err_best=float(e.min()),
+                         k_worst=int(ks[np.argmax(e)]), err_worst=float(e.max()),
+                         k_peak=k_peak, bump=float(bump), bump_se=float(se_bump), shown=shown,
+                         gain_full=gain, gain_full_se=gain_se,
+                         sustained=shown and gain > max(z * gain_se, min_effect)))
+    return pd.DataFrame(rows)
+
+
+def epoch_wise(history: pd.DataFrame, z: float = 2.0, last: int = 5,
+               min_effect: float = 0.01) -> pd.DataFrame:
+    """The epoch-wise double-descent test per (source, size, noise, k) on the seed-mean curve.
+
+    ``early`` = the lowest test error before the peak, ``peak`` = the highest test error after
+    that early minimum, ``final`` = the mean of the ``last`` epochs. Rise = peak - early,
+    second descent = peak - final; shown when both exceed ``z`` x their standard error over
+    seeds (per-seed values of the same epochs) and ``min_effect`` (one point of error).
+    """
+    rows = []
+    for key, g in history.groupby(GROUP + ["k"]):
+        curves = g.pivot_table(index="epoch", columns="seed", values="test_err")
+        mean = curves.mean(axis=1).to_numpy()
+        epochs = curves.index.to_numpy()
+        n_last = min(last, len(mean))
+        # the peak: highest point after the running minimum (largest rise)
+        run_min = np.minimum.accumulate(mean)
+        rise = mean - run_min
+        i_peak = int(np.argmax(rise))
+        if rise[i_peak] <= 0:  # never rises: the peak is the minimum itself (no rise)
+            i_peak = int(np.argmin(mean))
+        i_early = int(np.argmin(mean[:i_peak + 1]))
+        final = mean[-n_last:].mean()
+        per_seed = curves.to_numpy()
+        rise_s = per_seed[i_peak] - per_seed[i_early]
+        desc_s = per_seed[i_peak] - per_seed[-n_last:].mean(axis=0)
+        sem = lambda x: x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else np.nan  # noqa: E731
+        r, d = mean[i_peak] - mean[i_early], mean[i_peak] - final
+        rows.append(dict(zip(GROUP + ["k"], key), early=float(mean[i_early]),
+                         epoch_early=int(epochs[i_early]), peak=float(mean[i_peak]),
+                         epoch_peak=int(epochs[i_peak]), final=float(final), rise=float(r),
+                         rise_se=float(sem(rise_s)), descent=float(d),
+                         descent_se=float(sem(desc_s)),
+                         shown=bool(r > z * sem(rise_s) and d > z * sem(desc_s)
+                                    and min(r, d) > min_effect)))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _noise_label(noise: float) -> str:
+    return f"{100 * noise:.0f} % label noise" + (" (control)" if noise == 0 else "")
+
+
+def plot_epochwise(history: pd.DataFrame, source: str, size: int, ks: Sequence[int] | None = None,
+                   seed: int | None = None):
+    """Test error (top) and train error on the labels trained on (bottom) per epoch, one
+    line per k, one column per noise rate; seed mean with a +-1 s.e. band, or one ``seed``."""
+    import matplotlib.pyplot as plt
+
+    h = history[(history["source"] == source) & (history["size"] == size)]
+    if seed is not None:
+        h = h[h["seed"] == seed]
+    ks = sorted(h["k"].unique()) if ks is None else list(ks)
+    noises = sorted(h["noise"].unique())
+    fig, axes = plt.subplots(2, len(noises), figsize=(4.6 * len(noises), 5.4), sharex=True,
+                             sharey="row", squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(ks), 2)))
+    for j, noise in enumerate(noises):
+        for c, k in zip(colors, ks):
+            g = h[(h["noise"] == noise) & (h["k"] == k)]
+            if g.empty:
+                continue
+            for i, col in enumerate(["test_err", "train_err"]):
+                s = g.groupby("epoch")[col]
+                mean, se = s.mean(), s.sem().fillna(0)
+                label = f"k={k} ({int(g['trainable'].iloc[0]):,} trainable)"
+                axes[i, j].plot(mean.index, mean, color=c, lw=1.6, label=label)
+                axes[i, j].fill_between(mean.index, mean - se, mean + se, color=c, alpha=0.2, lw=0)
+        axes[0, j].set_title(f"n = {size}, {_noise_label(noise)}")
+        axes[1, j].set_xlabel("epoch")
+    late = h[h["epoch"] > 2].groupby(["noise", "k", "epoch"])["test_err"].mean()
+    if len(late):
+        axes[0, 0].set_ylim(0, min(1.0, 1.15 * late.max()))  # the first epochs of k=L go off
+    axes[0, 0].set_ylabel("test error")
+    axes[1, 0].set_ylabel("train error (labels trained on)")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"Epoch-wise curves, source '{source}'" +
+                 (f", seed {seed}" if seed is not None else ", mean over seeds +- 1 s.e."),
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_freezing(finals: pd.DataFrame, source: str, thresholds: pd.DataFrame | None = None,
+                  x: str = "ratio"):
+    """Final test error (top) and final train error on the noisy labels (bottom) against
+    ``x`` = ``"ratio"`` (trainable parameters / training samples, log scale; the dashed line
+    is ratio 1) or ``"k"``, one line per training-set size, one column per noise rate.
+    Open circles: the empirical interpolation threshold (largest k that fits the labels)."""
+    import matplotlib.pyplot as plt
+
+    f = finals[finals["source"] == source]
+    m = seed_mean(f, GROUP + ["k", "trainable", "ratio"])
+    noises, sizes = sorted(m["noise"].unique()), sorted(m["size"].unique())
+    fig, axes = plt.subplots(2, len(noises), figsize=(4.6 * len(noises), 5.6), sharex=True,
+                             sharey="row", squeeze=False)
+    colors = plt.cm.plasma(np.linspace(0.1, 0.8, max(len(sizes), 2)))
+    for j, noise in enumerate(noises):
+        for c, n in zip(colors, sizes):
+            g = m[(m["noise"] == noise) & (m["size"] == n)].sort_values("k")
+            for i, col in enumerate(["test_err", "train_err"]):
+                axes[i, j].errorbar(g[x], g[col], yerr=g[col + "_se"], color=c, marker="o",
+                                    ms=4, capsize=2, lw=1.5, label=f"n = {n}")
+            if thresholds is not None:
+                t = thresholds[(thresholds["source"] == source) & (thresholds["noise"] == noise)
+                               & (thresholds["size"] == n)]
+                if len(t) and not np.isnan(t["k_interp"].iloc[0]):
+                    row = g[g["k"] == t["k_interp"].iloc[0]]
+                    axes[0, j].plot(row[x], row["test_err"], "o", ms=11, mfc="none", color=c)
+        for i in range(2):
+            if x == "ratio":
+                axes[i, j].set_xscale("log")
+                axes[i, j].axvline(1.0, color="k", ls="--", lw=1)
+        axes[0, j].set_title(_noise_label(noise))
+        axes[1, j].set_xlabel("trainable parameters / training samples" if x == "ratio"
+                              else "k = frozen layers")
+    axes[0, 0].set_ylabel(f"final test error")
+    axes[1, 0].set_ylabel("final train error\n(noisy labels)")
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle(f"Freezing-wise curves, source '{source}' (mean over seeds +- 1 s.e.; "
+                 "circle: interpolation threshold)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sources(finals: pd.DataFrame, size: int):
+    """Final test error against k for each source (near vs far), one column per noise rate."""
+    import matplotlib.pyplot as plt
+
+    m = seed_mean(finals[finals["size"] == size], GROUP + ["k"])
+    noises = sorted(m["noise"].unique())
+    fig, axes = plt.subplots(1, len(noises), figsize=(4.6 * len(noises), 3.2), sharey=True,
+                             squeeze=False)
+    for j, noise in enumerate(noises):
+        for src, g in m[m["noise"] == noise].groupby("source", sort=False):
+            g = g.sort_values("k")
+            axes[0, j].errorbar(g["k"], g["test_err"], yerr=g["test_err_se"], marker="o", ms=4,
+                                capsize=2, label=f"source: {src}")
+        axes[0, j].set_title(f"n = {size}, {_noise_label(noise)}")
+        axes[0, j].set_xlabel("k = frozen layers")
+    axes[0, 0].set_ylabel("final test error")
+    axes[0, -1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

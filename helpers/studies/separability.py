@@ -1,0 +1,689 @@
+"""Chapter 1 (``notebooks/separability.ipynb``): which layer generalizes?
+
+Dyballa, Gerritz & Zucker (2024): fine-tune a pre-trained classifier on the *seen* classes of a
+domain, then embed images of *unseen* classes at every layer and measure how separable they
+are (k-means NMI, kNN purity, 1-NN, linear probe). The generalization index of a model is the
+maximum over layers; the argmax is "the layer that generalizes best".
+
+Plain data in, DataFrames out, explicit seeds. Every expensive step is cached: fine-tuning
+(``helpers.train.fit`` checkpoints under ``cache_dir()/separability``), the features
+(``helpers.features.extract``) and each metric per (weights, data, options), so a rerun that
+changes only analysis parameters (a metric, kNN's k) reuses the models and the embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from .. import cache, data, features, models, train, zoo
+from ..metrics import layerwise
+
+#: CIFAR-100's "flowers" superclass: the paper's unseen classes for CIFAR.
+FLOWERS = ("orchid", "poppy", "rose", "sunflower", "tulip")
+#: The separability metrics of this chapter (names of ``helpers.metrics.METRICS``).
+METRICS = ("nmi", "knn", "1nn", "probe")
+METRIC_LABELS = {"nmi": "k-means NMI", "knn": "kNN purity", "1nn": "1-NN accuracy",
+                 "probe": "linear probe accuracy"}
+CONDITIONS = ("fine-tuned", "pre-trained", "random init")
+BASELINES = {"pretrained": "pre-trained", "random": "random init"}
+
+#: The paper's numbers (METHODS.md section 1): max over layers, mean of 3 trials. The column
+#: order ViT, Swin, PVT, CvT, PoolFormer, ConvNeXtV2 is inferred from the paper's figures.
+PAPER_MODELS = ("ViT-B/16", "Swin-T", "PVT-T", "CvT-21", "PoolFormer-S12", "ConvNeXtV2-T")
+PAPER = {
+    "calligraphy (15 seen / 5 unseen writers)": {
+        "unseen_nmi": (.68, .59, .76, .63, .78, .50),
+        "seen_accuracy": (.98, .99, .98, .99, .99, .99)},
+    "CIFAR-100 (20 seen / 5 unseen flower classes)": {
+        "unseen_nmi": (.26, .04, .21, .15, .22, .15),
+        "seen_accuracy": (.97, .95, .92, .95, .93, .95)},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Domains: seen classes (train + held-out test) and unseen classes
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Domain:
+    """One domain of the study: fine-tune on ``train`` (seen classes), report accuracy on
+    ``test`` (same classes, other images), measure every layer on ``unseen`` (other classes)."""
+
+    name: str
+    label: str
+    train: data.ImageSet
+    test: data.ImageSet
+    unseen: data.ImageSet
+
+    def describe(self) -> dict:
+        return {"domain": self.label, "seen classes": len(self.train.classes),
+                "unseen classes": len(self.unseen.classes), "train images": len(self.train),
+                "seen test images": len(self.test), "unseen images": len(self.unseen),
+                "unseen class names": ", ".join(self.unseen.classes)}
+
+
+def _cap(d: data.ImageSet, n: int | None, seed: int) -> data.ImageSet:
+    """At most ``n`` images per class (all of them when ``n`` is None or large)."""
+    if n is None or n >= int(d.counts().min()):
+        return d
+    return data.per_class(d, n, seed=seed)
+
+
+#: Jitter of the style images: a little shift, scale and rotation, no stroke thickening
+#: (thicker strokes would turn a regular font into its bold sibling, rotation into oblique).
+STYLE_JITTER = {"shift": 0.08, "scale": 0.15, "rotation": 3.0, "stroke": 0}
+
+
+def style_domain(seen_fonts: int = 16, unseen_fonts: int = 6, per_pair: int = 3,
+                 resolution: int = 32, chars: str = data.CHARACTERS, test: float = 0.25,
+                 jitter: dict | None = None, seed: int = 0) -> Domain:
+    """Glyph styles, the analogue of the paper's calligraphers: images labelled by FONT.
+
+    The fonts are shuffled with ``seed``; the first ``unseen_fonts`` are unseen, the next
+    ``seen_fonts`` are seen (split ``1 - test`` / ``test`` for training / seen accuracy).
+    Every (character, font) pair is rendered ``per_pair`` times with random ``jitter``
+    (default :data:`STYLE_JITTER`).
+    """
+    jitter = STYLE_JITTER if jitter is None else jitter
+    fonts = sorted(data.find_fonts(chars=chars))
+    if unseen_fonts < 2 or seen_fonts < 2 or seen_fonts + unseen_fonts > len(fonts):
+        raise ValueError(f"seen_fonts ({seen_fonts}) + unseen_fonts ({unseen_fonts}) must be "
+                         f">= 2 each and at most the {len(fonts)} fonts available")
+    order = np.random.default_rng(seed).permutation(fonts).tolist()
+    unseen = sorted(order[:unseen_fonts])
+    seen = sorted(order[unseen_fonts:unseen_fonts + seen_fonts])
+    seen_set = data.glyphs(chars, fonts=seen, per_pair=per_pair, resolution=resolution,
+                           label="font", jitter=jitter, seed=seed)
+    unseen_set = data.glyphs(chars, fonts=unseen, per_pair=per_pair, resolution=resolution,
+                             label="font", jitter=jitter, seed=seed)
+    tr, te = data.train_test(seen_set, test=test, seed=seed)
+    return Domain("glyph_styles", "glyph styles (fonts)", tr, te, unseen_set)
+
+
+def class_split_domain(full: data.ImageSet, name: str, label: str, unseen_classes: int | list,
+                       seen_classes: int | None = None, train_per_class: int | None = None,
+                       unseen_per_class: int | None = None, test: float = 0.25,
+                       full_test: data.ImageSet | None = None, seed: int = 0) -> Domain:
+    """Seen vs unseen classes of one labelled set (digits, CIFAR, an ImageFolder).
+
+    ``unseen_classes``: a number drawn with ``seed`` or the class names; ``seen_classes``: how
+    many of the others to keep (drawn with ``seed``; None: all). The seen test images come from
+    ``full_test`` when given (e.g. CIFAR's test split), else a stratified ``test`` fraction.
+    """
+    seen_all, unseen = data.split_classes(full, unseen_classes, seed=seed)
+    names = list(seen_all.classes)
+    if seen_classes is not None:
+        if not 2 <= seen_classes <= len(names):
+            raise ValueError(f"seen_classes must be in 2..{len(names)}, got {seen_classes}")
+        names = sorted(np.random.default_rng(seed + 1).choice(names, seen_classes, replace=False)
+                       .tolist(), key=names.index)
+    seen = seen_all.keep_classes(names)
+    unseen = _cap(unseen, unseen_per_class, seed)
+    if full_test is None:
+        if train_per_class is not None:
+            n_test = max(1, round(train_per_class * test / (1 - test)))
+            seen = _cap(seen, train_per_class + n_test, seed)
+        tr, te = data.train_test(seen, test=test, seed=seed)
+    else:
+        tr, te = _cap(seen, train_per_class, seed), full_test.keep_classes(names)
+    return Domain(name, label, tr, te, unseen)
+
+
+EMBEDDED = ("glyph_styles", "glyphs", "mnist5k", "digits8x8")
+
+
+def make_domain(name: str, **params) -> Domain:
+    """A domain by the chapter's ``domains`` parameter (see :func:`build_domain`); the embedded
+    ones are cached on disk (rendering glyphs takes seconds, loading them milliseconds)."""
+    if name not in EMBEDDED:
+        return build_domain(name, **params)
+    fonts = sorted(data.find_fonts()) if name.startswith("glyph") else None
+    key = cache.make_key(kind="separability-domain", name=name, fonts=fonts, params=params)
+    path = cache.cache_dir() / "separability" / "domains" / f"{key}.pt"
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception:  # unreadable entry (e.g. an older class layout): build it again
+            path.unlink(missing_ok=True)
+    domain = build_domain(name, **params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(domain, tmp)
+    tmp.replace(path)
+    return domain
+
+
+def build_domain(name: str, *, seen_fonts: int = 16, unseen_fonts: int = 6, per_pair: int = 3,
+                 style_chars: str = data.CHARACTERS, unseen_classes: int = 3, seen_classes: int | None = None,
+                 train_per_class: int | None = None, unseen_per_class: int | None = None,
+                 resolution: int = 32, download: bool = False, seed: int = 0) -> Domain:
+    """A domain by the chapter's ``domains`` parameter.
+
+    ``glyph_styles``: fonts (:func:`style_domain`, the characters ``style_chars``); ``glyphs``: characters, unseen characters;
+    ``mnist5k`` / ``digits8x8``: digit classes; ``CIFAR100``: 20 seen fine classes (set by
+    ``seen_classes``) against the flowers superclass, the paper's protocol; any other
+    torchvision set name or an ImageFolder path (e.g. a calligraphy download, one folder per
+    writer): ``unseen_classes`` drawn with ``seed``.
+    """
+    cap = dict(train_per_class=train_per_class, unseen_per_class=unseen_per_class, seed=seed)
+    if name == "glyph_styles":
+        return style_domain(seen_fonts, unseen_fonts, per_pair, resolution, style_chars,
+                            seed=seed)
+    if name == "glyphs":
+        full = data.glyphs(per_pair=per_pair, resolution=resolution, seed=seed)
+        return class_split_domain(full, name, "glyph characters", unseen_classes, seen_classes,
+                                  **cap)
+    if name in ("mnist5k", "digits8x8"):
+        full = data.load(name, resolution=resolution)
+        return class_split_domain(full, name, f"handwritten digits ({name})", unseen_classes,
+                                  seen_classes, **cap)
+    if name in data.torchvision_names():
+        root = Path.home() / ".cache" / "torchvision"
+        tr = data.torchvision_set(name, root, train=True, download=download)
+        te = data.torchvision_set(name, root, train=False, download=download)
+        if name == "CIFAR100":
+            return class_split_domain(tr, name, "CIFAR-100 (unseen: flowers)", list(FLOWERS),
+                                      seen_classes or 20, full_test=te, **cap)
+        return class_split_domain(tr, name, name, unseen_classes, seen_classes, full_test=te, **cap)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        full = data.image_folder(path, resolution)
+        return class_split_domain(full, f"folder:{path.name}", path.name, unseen_classes,
+                                  seen_classes, **cap)
+    raise ValueError(f"domains: unknown domain {name!r}; use glyph_styles, glyphs, mnist5k, "
+                     "digits8x8, a torchvision data set name or an ImageFolder directory")
+
+
+# --------------------------------------------------------------------------------------------
+# Models: fine-tuned, pre-trained (before fine-tuning), random init
+# --------------------------------------------------------------------------------------------
+
+def pretrained(member: str, num_classes: int, scale: str = "default", seed: int = 0):
+    """A zoo member (or a timm name with hub weights) with a fresh ``num_classes`` head."""
+    torch.manual_seed(seed)
+    model, _ = zoo.load(member, scale, num_classes=num_classes, progress=False)
+    return model
+
+
+def random_init(member: str, num_classes: int, scale: str = "default", seed: int = 0):
+    """The same architecture with random weights (the no-learning baseline)."""
+    torch.manual_seed(seed)
+    if member in zoo.names():
+        return zoo.build(zoo.spec(member, scale), num_classes).eval()
+    return models.create(member, num_classes).eval()
+
+
+def source_table(members, scale: str = "default") -> pd.DataFrame:
+    """Where each model starts from: architecture, parameters, source task and its accuracy
+    (zoo members: glyph characters, pre-trained here; other names: timm's hub weights)."""
+    rows = []
+    for m in members:
+        if m in zoo.names():
+            model, report = zoo.pretrain(m, scale, progress=False)
+            recipe = report["recipe"]
+            rows.append({"model": m, "architecture": recipe["arch"],
+                         "params (M)": sum(p.numel() for p in model.parameters()) / 1e6,
+                         "source task": f"{len(recipe['chars'])} glyph characters, "
+                                        f"{report['train_images']} images, "
+                                        f"{recipe['epochs']} epochs",
+                         "source accuracy": report["source_accuracy"]})
+        else:
+            rows.append({"model": m, "architecture": m.split(".")[0], "params (M)": np.nan,
+                         "source task": "timm hub weights (ImageNet)", "source accuracy": np.nan})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def finetune(member: str, domain: Domain, *, scale: str = "default", epochs: int = 3,
+             lr: float = 1e-3, batch_size: int = 64, augment: bool = True, seed: int = 0,
+             progress: bool = False):
+    """(model, info): ``member`` fine-tuned (all layers) on the seen classes of ``domain``.
+
+    info: seen_accuracy (on the held-out seen images), seconds, cached (True when the
+    checkpoint of an identical earlier run was reused), history (per epoch).
+    """
+    model = pretrained(member, len(domain.train.classes), scale, seed)
+    key = cache.make_key(kind="separability-finetune", member=member,
+                         start=cache.weights_hash(model), train=domain.train.fingerprint,
+                         test=domain.test.fingerprint, epochs=epochs, lr=lr,
+                         batch_size=batch_size, augment=augment, seed=seed)
+    ckpt = cache.cache_dir() / "separability" / f"{member.replace('/', '_')}-{key}.ckpt"
+    cached = ckpt.exists()
+    tic = time.perf_counter()
+    history = train.fit(model, domain.train, domain.test, epochs=epochs, lr=lr,
+                        batch_size=batch_size, augment=augment, seed=seed, checkpoint=ckpt,
+                        progress=progress)
+    info = {"seen_accuracy": 1 - float(history["test_err"].iloc[-1]),
+            "seconds": time.perf_counter() - tic, "cached": cached, "history": history}
+    return model.eval(), info
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring every layer on unseen data (cached per metric)
+# --------------------------------------------------------------------------------------------
+
+def metric_options(metric: str, knn_k: int | None = None, probe_test_fraction: float = 0.5,
+                   seed: int = 0) -> dict:
+    """The options of one metric in this chapter (k-means restarts, kNN's k, probe split)."""
+    if metric == "nmi":
+        return {"random_state": seed, "n_init": 10}
+    if metric == "knn":
+        return {} if knn_k is None else {"k": knn_k}
+    if metric == "probe":  # softmax regression, 30 epochs of mini-batches of 32 (~200 steps)
+        return {"test_fraction": probe_test_fraction, "random_state": seed, "batch_size": 32}
+    if metric == "1nn":
+        return {}
+    raise ValueError(f"metrics: {metric!r} is not one of {METRICS}")
+
+
+def measure(model, unseen: data.ImageSet, metrics=METRICS, knn_k: int | None = None,
+            probe_test_fraction: float = 0.5, pooling: str = "auto", seed: int = 0) -> pd.DataFrame:
+    """Every layer of ``model`` on ``unseen``: columns layer, layer_index, depth, metric, value.
+
+    Embedding (METHODS.md section 1): CNN stage -> spatial mean; ViT block -> class token.
+    k-means uses k = number of unseen classes; kNN's ``knn_k`` None means images per class - 1
+    (the paper's k = images per class, self excluded). Each metric's values are cached on
+    disk, keyed on the weights, the data, the pooling and the metric's options.
+    """
+    weights = cache.weights_hash(model)
+    root = cache.cache_dir() / "separability" / "metrics"
+    root.mkdir(parents=True, exist_ok=True)
+    feats = None
+    rows = []
+    for metric in metrics:
+        opts = metric_options(metric, knn_k, probe_test_fraction, seed)
+        key = cache.make_key(kind="separability-metric", weights=weights, data=unseen.fingerprint,
+                             pooling=pooling, metric=metric, options=opts)
+        entry = root / f"{key}.json"
+        if entry.exists():
+            table = pd.DataFrame(json.loads(entry.read_text()))
+        else:
+            if feats is None:
+                feats = features.extract(model, unseen, pooling=pooling, progress=False)
+                feats = {k: np.asarray(v) for k, v in feats.items() if k != "logits"}
+            table = layerwise(feats, unseen.labels.numpy(), metrics=[metric], **opts)
+            tmp = entry.with_suffix(".tmp")
+            tmp.write_text(table.to_json(orient="records"))
+            tmp.replace(entry)
+        rows.append(table)
+    out = pd.concat(rows, ignore_index=True)
+    order = {layer: i for i, layer in enumerate(dict.fromkeys(out["layer"]))}
+    out["layer_index"] = out["layer"].map(order)
+    out["depth"] = out["layer_index"] / max(1, len(order) - 1)
+    return out[["layer", "layer_index", "depth", "metric", "value"]]
+
+
+def _start_identity(member: str, scale: str) -> str:
+    """What fixes a member's starting weights, known without loading them: the zoo recipe's
+    cache key (deterministic training), or the timm name with its tag (hub weights)."""
+    if member in zoo.names():
+        return cache.make_key(kind="zoo", **zoo.spec(member, scale))
+    return member
+
+
+def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: str = "default",
+            epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
+            metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
+            seed: int = 0):
+    """(layers table, info) of one model in one ``condition`` on one domain.
+
+    ``condition``: "fine-tuned" (seed ``trial``), "pre-trained" or "random init" (seed
+    ``trial``). Results are cached per metric on everything that determines them, so a rerun
+    loads no model at all unless a metric or a setting changed.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    hyper = ({"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment}
+             if condition == "fine-tuned" else None)
+    job = cache.make_key(kind="separability-job", member=member,
+                         start=_start_identity(member, scale), condition=condition,
+                         trial=None if condition == "pre-trained" else trial,
+                         train=domain.train.fingerprint, test=domain.test.fingerprint,
+                         unseen=domain.unseen.fingerprint, classes=len(domain.train.classes),
+                         hyper=hyper)
+    root = cache.cache_dir() / "separability" / "jobs"
+    files = {m: root / (cache.make_key(job=job, metric=m, options=metric_options(
+        m, knn_k, probe_test_fraction, seed)) + ".json") for m in metrics}
+    info_file = root / f"{job}.json"
+    if info_file.exists() and all(f.exists() for f in files.values()):
+        info = {**json.loads(info_file.read_text()), "cached": True}
+        table = pd.concat([pd.DataFrame(json.loads(f.read_text())) for f in files.values()],
+                          ignore_index=True)
+        return table, info
+    n_seen = len(domain.train.classes)
+    if condition == "fine-tuned":
+        model, info = finetune(member, domain, scale=scale, epochs=epochs, lr=lr,
+                               batch_size=batch_size, augment=augment, seed=trial)
+        info = {k: info[k] for k in ("seen_accuracy", "seconds", "cached")}
+    else:
+        make = pretrained if condition == "pre-trained" else random_init
+        model = make(member, n_seen, scale, seed=trial)
+        info = {"seen_accuracy": float("nan"), "seconds": 0.0, "cached": False}
+    table = measure(model, domain.unseen, metrics=metrics, knn_k=knn_k,
+                    probe_test_fraction=probe_test_fraction, seed=seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for m, f in files.items():
+        _write_atomic(f, table[table["metric"] == m].to_json(orient="records"))
+    _write_atomic(info_file, json.dumps(info))
+    return table, info
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def run(members, domains, *, scale: str = "default", trials=(0,),
+        baselines=("pretrained", "random"),
+        epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
+        metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
+        seed: int = 0, progress: bool = True):
+    """The whole study: (layers, runs) DataFrames (:func:`run_one` for every job).
+
+    layers: domain, model, condition, trial, layer, layer_index, depth, metric, value.
+    runs: domain, model, condition, trial, seen_accuracy, finetune_seconds, cached.
+    One fine-tuning per (domain, member, trial seed); the baselines once per (domain, member),
+    the random init with the first trial's seed.
+    """
+    from tqdm.auto import tqdm
+
+    for b in baselines:
+        if b not in BASELINES:
+            raise ValueError(f"baselines: {b!r} is not one of {list(BASELINES)}")
+    jobs = [(d, m, "fine-tuned", t) for d in domains for m in members for t in trials]
+    jobs += [(d, m, BASELINES[b], trials[0]) for d in domains for m in members for b in baselines]
+    layers, runs = [], []
+    kw = dict(scale=scale, epochs=epochs, lr=lr, batch_size=batch_size, augment=augment,
+              metrics=metrics, knn_k=knn_k, probe_test_fraction=probe_test_fraction, seed=seed)
+    for d, m, cond, t in tqdm(jobs, desc="separability", disable=not progress):
+        tag = {"domain": d.label, "model": m, "condition": cond, "trial": t}
+        table, info = run_one(m, d, cond, t, **kw)
+        layers.append(table.assign(**tag))
+        runs.append({**tag, "seen_accuracy": info["seen_accuracy"],
+                     "finetune_seconds": info["seconds"], "cached": info["cached"]})
+    cols = ["domain", "model", "condition", "trial", "layer", "layer_index", "depth", "metric",
+            "value"]
+    return pd.concat(layers, ignore_index=True)[cols], pd.DataFrame(runs)
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis: best layers, accuracy vs generalization, the paper's numbers, the verdict
+# --------------------------------------------------------------------------------------------
+
+def mean_curves(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer values averaged over trials (the paper reports means of 3 trials)."""
+    keys = ["domain", "model", "condition", "metric", "layer", "layer_index", "depth"]
+    out = layers.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"mean": "value"})
+
+
+def best_layers(layers: pd.DataFrame, condition: str = "fine-tuned") -> pd.DataFrame:
+    """The best layer per (domain, model, metric) on the trial-mean curve, against the last.
+
+    Columns: best_layer, best_index, n_layers, best_depth, best_value, last_value, gain
+    (best - last), is_last (is the deepest layer the best?).
+    """
+    curves = mean_curves(layers[layers["condition"] == condition]).reset_index(drop=True)
+    rows = []
+    for (dom, mod, met), g in curves.groupby(["domain", "model", "metric"], sort=False):
+        g = g.sort_values("layer_index")
+        best = g.loc[g["value"].idxmax()]
+        last = g.iloc[-1]
+        rows.append({"domain": dom, "model": mod, "metric": met, "best_layer": best["layer"],
+                     "best_index": int(best["layer_index"]), "n_layers": len(g),
+                     "best_depth": float(best["depth"]), "best_value": float(best["value"]),
+                     "last_value": float(last["value"]),
+                     "gain": float(best["value"] - last["value"]),
+                     "is_last": bool(best["layer_index"] == last["layer_index"])})
+    return pd.DataFrame(rows)
+
+
+def best_layer_table(best: pd.DataFrame) -> pd.DataFrame:
+    """:func:`best_layers` as one row per (domain, model), one column per metric; each cell
+    reads ``layer: best value`` and either ``= last`` or ``> last <value at the last layer>``."""
+    def cell(r):
+        tail = "= last" if r["is_last"] else f"> last {r['last_value']:.2f}"
+        return f"{r['best_layer']}: {r['best_value']:.2f} {tail}"
+
+    out = best.assign(cell=best.apply(cell, axis=1))
+    table = out.pivot_table(index=["domain", "model"], columns="metric", values="cell",
+                            aggfunc="first", sort=False)
+    table.columns = [METRIC_LABELS.get(c, c) for c in table.columns]
+    return table
+
+
+def generalization(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi") -> pd.DataFrame:
+    """One row per run: seen accuracy and the generalization index (max over layers of
+    ``metric`` on unseen data), with the depth of the best layer."""
+    sub = layers[layers["metric"] == metric].reset_index(drop=True)
+    keys = ["domain", "model", "condition", "trial"]
+    idx = sub.groupby(keys, sort=False)["value"].idxmax()
+    best = sub.loc[idx, keys + ["layer", "depth", "value"]].rename(
+        columns={"layer": "best_layer", "depth": "best_depth", "value": f"best_{metric}"})
+    last = sub[sub.groupby(keys, sort=False)["layer_index"].transform("max") == sub["layer_index"]]
+    last = last[keys + ["value"]].rename(columns={"value": f"last_{metric}"})
+    return runs.merge(best, on=keys).merge(last, on=keys)
+
+
+def model_summary(gen: pd.DataFrame, metric: str = "nmi") -> pd.DataFrame:
+    """Mean (and std over trials) of seen accuracy and best-layer ``metric`` per domain x model."""
+    ft = gen[gen["condition"] == "fine-tuned"]
+    out = ft.groupby(["domain", "model"], sort=False).agg(
+        seen_accuracy=("seen_accuracy", "mean"), seen_accuracy_sd=("seen_accuracy", "std"),
+        unseen=(f"best_{metric}", "mean"), unseen_sd=(f"best_{metric}", "std"),
+        trials=("trial", "count")).reset_index()
+    base = gen[gen["condition"] != "fine-tuned"].pivot_table(
+        index=["domain", "model"], columns="condition", values=f"best_{metric}").reset_index()
+    return out.merge(base, on=["domain", "model"], how="left")
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's numbers (METHODS.md section 1) in long form."""
+    rows = []
+    for domain, vals in PAPER.items():
+        for i, m in enumerate(PAPER_MODELS):
+            rows.append({"source": "paper (ImageNet models, 224 px)", "domain": domain, "model": m,
+                         "seen accuracy": vals["seen_accuracy"][i],
+                         "unseen NMI (best layer)": vals["unseen_nmi"][i]})
+    return pd.DataFrame(rows)
+
+
+def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paper's numbers and ours side by side (ours: mean +- sd over trials)."""
+    ours = pd.DataFrame({
+        "source": "this book (glyph-pre-trained zoo, 32 px)", "domain": summary["domain"],
+        "model": summary["model"],
+        "seen accuracy": summary["seen_accuracy"].round(3),
+        "unseen NMI (best layer)": summary["unseen"].round(3),
+        "sd over trials": summary["unseen_sd"].round(3)})
+    both = pd.concat([paper_table(), ours], ignore_index=True)
+    return both.set_index(["source", "domain", "model"])
+
+
+def _spearman(x, y) -> float:
+    x, y = pd.Series(np.asarray(x, float)), pd.Series(np.asarray(y, float))
+    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
+        return float("nan")
+    return float(x.rank().corr(y.rank()))
+
+
+def verdict(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi",
+            top_margin: float = 0.05) -> dict:
+    """Numbers for the two headline claims, on the fine-tuned models.
+
+    (i) high accuracy does not imply high generalizability: per domain, the spread (max - min
+    over models) of seen accuracy and of the best-layer ``metric``, and the Spearman
+    correlation between them over all runs; ``supported`` when the models within
+    ``top_margin`` of the best seen accuracy differ by more than 0.1 in ``metric``, or a less
+    accurate model beats the most accurate one by more than 0.05.
+    (ii) the deepest layer is not always the best:
+    the share of (domain, model) trial-mean curves whose best layer is not the last, for
+    ``metric`` and over all metrics; ``clear_not_last`` counts those whose margin over the last
+    layer exceeds twice the last layer's standard deviation over trials (None: one trial).
+    """
+    gen = generalization(layers, runs, metric)
+    summ = model_summary(gen, metric)
+    ft = gen[gen["condition"] == "fine-tuned"]
+    best = best_layers(layers)
+    per_domain = {}
+    for dom, g in summ.groupby("domain", sort=False):
+        r = ft[ft["domain"] == dom]
+        top = g[g["seen_accuracy"] >= g["seen_accuracy"].max() - top_margin]
+        most_acc = g.loc[g["seen_accuracy"].idxmax()]
+        best_gen = g.loc[g["unseen"].idxmax()]
+        top_spread = float(top["unseen"].max() - top["unseen"].min())
+        per_domain[dom] = {
+            "top_models": list(top["model"]), "top_gen_spread": top_spread,
+            "supported": bool((len(top) >= 2 and top_spread > 0.1)
+                              or best_gen["unseen"] - most_acc["unseen"] > 0.05),
+            "acc_min": float(g["seen_accuracy"].min()), "acc_max": float(g["seen_accuracy"].max()),
+            "gen_min": float(g["unseen"].min()), "gen_max": float(g["unseen"].max()),
+            "acc_spread": float(g["seen_accuracy"].max() - g["seen_accuracy"].min()),
+            "gen_spread": float(g["unseen"].max() - g["unseen"].min()),
+            "best_acc_model": str(g.loc[g["seen_accuracy"].idxmax(), "model"]),
+            "best_gen_model": str(g.loc[g["unseen"].idxmax(), "model"]),
+            "spearman": _spearman(r["seen_accuracy"], r[f"best_{metric}"])}
+    sel = best[best["metric"] == metric]
+    clear = None
+    ftl = layers[(layers["condition"] == "fine-tuned") & (layers["metric"] == metric)]
+    if ftl["trial"].nunique() > 1:
+        at_last = ftl[ftl.groupby(["domain", "model"])["layer_index"].transform("max")
+                      == ftl["layer_index"]]
+        sd = at_last.groupby(["domain", "model"])["value"].std().rename("sd_last").reset_index()
+        s2 = sel.merge(sd, on=["domain", "model"], how="left")
+        clear = int(((~s2["is_last"]) & (s2["gain"] > 2 * s2["sd_last"])).sum())
+    return {"metric": metric, "per_domain": per_domain, "clear_not_last": clear,
+            "spearman_all": _spearman(ft["seen_accuracy"], ft[f"best_{metric}"]),
+            "not_last": int((~sel["is_last"]).sum()), "curves": len(sel),
+            "not_last_all_metrics": int((~best["is_last"]).sum()), "curves_all_metrics": len(best),
+            "mean_gain": float(sel["gain"].mean()),
+            "runs_not_last": int((ft["best_depth"] < 1).sum()), "runs": len(ft)}
+
+
+# --------------------------------------------------------------------------------------------
+# Figures and the explorer
+# --------------------------------------------------------------------------------------------
+
+def plot_curves(layers: pd.DataFrame, metrics=None, condition: str = "fine-tuned",
+                height: float = 2.4):
+    """Per-layer curves of the ``condition`` models on unseen data: one row per domain, one
+    column per metric, one colour per model (mean over trials, band = sd over trials)."""
+    metrics = list(metrics or dict.fromkeys(layers["metric"]))
+    sub = layers[layers["metric"].isin(metrics) & (layers["condition"] == condition)].copy()
+    sub["metric"] = sub["metric"].map(lambda m: METRIC_LABELS.get(m, m))
+    g = sns.relplot(data=sub, x="depth", y="value", hue="model", row="domain", col="metric",
+                    col_order=[METRIC_LABELS.get(m, m) for m in metrics], kind="line",
+                    marker="o", markersize=5, errorbar="sd", height=height, aspect=1.2,
+                    facet_kws={"sharey": False})
+    g.set_axis_labels("relative depth", "score on unseen classes")
+    g.set_titles("{row_name}\n{col_name}", size=9)
+    g.figure.subplots_adjust(hspace=0.45)
+    return g
+
+
+def plot_baselines(layers: pd.DataFrame, metric: str = "nmi", height: float = 2.3):
+    """One panel per (domain, model): ``metric`` per layer for the fine-tuned models (mean,
+    band = sd over trials), the pre-trained model before fine-tuning and random weights."""
+    sub = layers[layers["metric"] == metric]
+    conds = [c for c in CONDITIONS if c in set(sub["condition"])]
+    g = sns.relplot(data=sub, x="depth", y="value", hue="condition", hue_order=conds,
+                    style="condition", style_order=conds, row="domain", col="model",
+                    kind="line", marker="o", markersize=5, errorbar="sd", height=height,
+                    aspect=1.1, facet_kws={"sharey": "row"})
+    g.set_axis_labels("relative depth", METRIC_LABELS.get(metric, metric))
+    g.set_titles("{row_name}\n{col_name}", size=9)
+    g.figure.subplots_adjust(hspace=0.45)
+    return g
+
+
+def plot_accuracy_vs_generalization(gen: pd.DataFrame, metric: str = "nmi"):
+    """Seen accuracy (x) against the best-layer ``metric`` on unseen data (y), one point per
+    fine-tuned run, one panel per domain; the pre-trained baseline as a horizontal line."""
+    ft = gen[gen["condition"] == "fine-tuned"]
+    domains = list(dict.fromkeys(ft["domain"]))
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.3 * len(domains), 3.6), squeeze=False)
+    palette = dict(zip(dict.fromkeys(gen["model"]), sns.color_palette()))
+    for ax, dom in zip(axes[0], domains):
+        d = ft[ft["domain"] == dom]
+        sns.scatterplot(data=d, x="seen_accuracy", y=f"best_{metric}", hue="model",
+                        palette=palette, s=60, ax=ax, legend=ax is axes[0][-1])
+        base = gen[(gen["domain"] == dom) & (gen["condition"] == "pre-trained")]
+        for _, r in base.iterrows():
+            ax.axhline(r[f"best_{metric}"], color=palette[r["model"]], ls="--", lw=0.8)
+        ax.set_title(dom, fontsize=10)
+        ax.set_xlabel("seen-class test accuracy")
+        ax.set_ylabel(f"best-layer {METRIC_LABELS.get(metric, metric)} (unseen)")
+    if len(axes[0]):
+        leg = axes[0][-1].get_legend()
+        if leg is not None:
+            leg.set_title("model (dashed: before fine-tuning)")
+            sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_one(layers: pd.DataFrame, model: str, domain: str, metric: str = "nmi", ax=None):
+    """One model, one domain, one metric: the fine-tuned curve (each trial thin, mean thick)
+    with the pre-trained and random-init baselines, against the layer names."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    sub = layers[(layers["model"] == model) & (layers["domain"] == domain)
+                 & (layers["metric"] == metric)]
+    if sub.empty:
+        ax.text(0.5, 0.5, "no data for this choice", ha="center", transform=ax.transAxes)
+        return ax
+    colours = dict(zip(CONDITIONS, sns.color_palette("deep", 3)))
+    for cond in CONDITIONS:
+        c = sub[sub["condition"] == cond]
+        if c.empty:
+            continue
+        for _, t in c.groupby("trial"):
+            if c["trial"].nunique() > 1:
+                ax.plot(t["layer_index"], t["value"], color=colours[cond], lw=0.6, alpha=0.4)
+        m = c.groupby("layer_index")["value"].mean()
+        ax.plot(m.index, m.values, marker="o", color=colours[cond], lw=2,
+                ls="-" if cond == "fine-tuned" else "--", label=cond)
+        if cond == "fine-tuned":
+            ax.plot(m.idxmax(), m.max(), marker="*", ms=16, color=colours[cond], zorder=5,
+                    label="best layer (fine-tuned)")
+    names = sub.drop_duplicates("layer_index").sort_values("layer_index")["layer"]
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (unseen)")
+    ax.set_title(f"{model} on {domain}", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def explorer(layers: pd.DataFrame, model: str | None = None, domain: str | None = None,
+             metric: str = "nmi"):
+    """An ipywidgets explorer: choose model, domain and metric -> the per-layer curve with the
+    baselines (:func:`plot_one`). Needs a live kernel to react; the book shows its first state."""
+    import ipywidgets as w
+
+    models_ = list(dict.fromkeys(layers["model"]))
+    domains_ = list(dict.fromkeys(layers["domain"]))
+    metrics_ = list(dict.fromkeys(layers["metric"]))
+
+    def show(model, domain, metric):
+        fig, ax = plt.subplots(figsize=(6.5, 3.4))
+        plot_one(layers, model, domain, metric, ax=ax)
+        fig.tight_layout()
+        plt.show()
+
+    return w.interactive(
+        show,
+        model=w.Dropdown(options=models_, value=model or models_[0], description="model"),
+        domain=w.Dropdown(options=domains_, value=domain or domains_[0], description="domain"),
+        metric=w.Dropdown(options=[(METRIC_LABELS.get(m, m), m) for m in metrics_],
+                          value=metric if metric in metrics_ else metrics_[0],
+                          description="metric"))

@@ -1,0 +1,638 @@
+"""Chapter 2 (transferability / FaCe): predict which pre-trained model transfers best.
+
+Score every model of a zoo on a target task from its FROZEN features (FaCe and its two terms,
+LogME, LEEP, NCE, H-score, GBC, NC1, a kNN and a linear-probe proxy), fine-tune every model on
+the target for real, and measure with the weighted Kendall tau how well each score ranks the
+fine-tuned accuracies. Also: the same scores at every layer (which depth predicts transfer
+best), the FaCe ablation, the spread of tau over so few models, and the published benchmark.
+
+Every function takes plain data and returns a DataFrame (or a figure); every expensive step is
+cached under ``helpers.cache.cache_dir() / "transferability"`` (fine-tuning results, pre-logit
+features, score tables) or in the shared feature cache (per-layer features).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import string
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import cache, data, features, zoo
+from ..chapters import ROOT
+from ..data.real import _to_uint8
+from ..device import get_device
+from ..metrics import face_zoo, layerwise, leep, nce, weighted_tau
+from ..models import input_spec, layer_names
+from ..train import evaluate, fit
+
+CACHE = "transferability"
+BOOK_DATA = ROOT / "book" / "data"
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------------------
+
+#: Embedded (offline) targets: name -> what it is. All 32 px, white on black.
+EMBEDDED_TARGETS = {
+    "mnist": "MNIST-5k handwritten digits (10 classes)",
+    "digits8x8": "scikit-learn's 8x8 handwritten digits, upsampled (10 classes)",
+    "font_styles": "the font of lowercase glyphs (one class per font; the zoo never saw "
+                   "lowercase letters nor font labels)",
+    "lowercase": "lowercase letters a-z of every font (26 classes the zoo never saw)",
+    "rotated_digits": "glyph digits 0-9 of every font, rotated by 90 degrees (10 classes)",
+    "rotated_chars": "the zoo's own characters 0-9A-Z, rotated by 90 degrees (36 classes)",
+    "inverted_mnist": "MNIST-5k digits, black on white (10 classes)",
+}
+
+#: Full profile: torchvision class -> the benchmark's name for the target (SFDA/LogME tables).
+#: VOC2007 is a multi-label task in the benchmark: not scored here.
+FULL_TARGETS = {
+    "FGVCAircraft": "aircraft", "Caltech101": "caltech101", "StanfordCars": "cars",
+    "CIFAR10": "cifar10", "CIFAR100": "cifar100", "DTD": "dtd", "Flowers102": "flowers",
+    "Food101": "food", "OxfordIIITPet": "pets", "SUN397": "sun397",
+}
+
+#: Full profile: timm checkpoint -> the benchmark's (torchvision) model name. googlenet is not
+#: in timm; timm's mnasnet_100 and mobilenetv2_100 are not torchvision's weights (nearest).
+FULL_ZOO = {
+    "resnet34.tv_in1k": "resnet34", "resnet50.tv_in1k": "resnet50",
+    "resnet101.tv_in1k": "resnet101", "resnet152.tv_in1k": "resnet152",
+    "densenet121.tv_in1k": "densenet121", "densenet169.tv_in1k": "densenet169",
+    "densenet201.tv_in1k": "densenet201", "mnasnet_100.rmsp_in1k": "mnasnet1_0",
+    "mobilenetv2_100.ra_in1k": "mobilenet_v2", "inception_v3.tv_in1k": "inception_v3",
+}
+
+_GLYPH_SEED = 1000  # the zoo renders with seeds 0 and 10,000: targets get fresh jitter
+
+
+def target_names() -> list[str]:
+    """Targets :func:`make_target` knows: the embedded ones and the full-profile torchvision ones."""
+    return list(EMBEDDED_TARGETS) + list(FULL_TARGETS)
+
+
+def check_targets(names) -> list[str]:
+    """``names`` if every one is a known target, else a one-line ValueError naming the bad one."""
+    import difflib
+
+    names = list(names)
+    for n in names:
+        if n not in target_names():
+            close = difflib.get_close_matches(n, target_names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"targets: unknown target {n!r}{hint}; known: {target_names()}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"targets: repeated names in {names}")
+    return names
+
+
+def _sized(d: data.ImageSet, name: str, train_per_class: int, test_per_class: int, seed: int):
+    d = data.per_class(d, train_per_class + test_per_class, seed=seed)
+    train, test = data.train_test(d, test=test_per_class, seed=seed)
+    train.domain = test.domain = name
+    return train, test
+
+
+def make_target(name: str, train_per_class: int = 30, test_per_class: int = 50,
+                resolution: int = 32, n_fonts: int = 8, seed: int = 0, root=None,
+                download: bool = False) -> tuple[data.ImageSet, data.ImageSet | None]:
+    """(train, test) of one target, ``train_per_class`` + ``test_per_class`` images per class.
+
+    Embedded targets: see :data:`EMBEDDED_TARGETS`. Torchvision targets (the full profile) give
+    (train, None): their fine-tuned accuracies come from the published benchmark.
+    """
+    check_targets([name])
+    if name in FULL_TARGETS:
+        return torchvision_target(name, train_per_class, resolution, seed, root, download), None
+    n = train_per_class + test_per_class
+    if name in ("mnist", "inverted_mnist"):
+        d = data.mnist5k(resolution)
+        if name == "inverted_mnist":
+            d = data.invert(d)
+    elif name == "digits8x8":
+        d = data.sklearn_digits(resolution)
+    elif name == "font_styles":
+        fonts = sorted(data.find_fonts(chars=string.ascii_lowercase))
+        if not 2 <= n_fonts <= len(fonts):
+            raise ValueError(f"n_fonts must be in 2..{len(fonts)}, got {n_fonts}")
+        chosen = sorted(np.random.default_rng(seed).choice(fonts, n_fonts, replace=False).tolist())
+        d = data.glyphs(string.ascii_lowercase, fonts=chosen, per_pair=math.ceil(n / 26),
+                        resolution=resolution, label="font", seed=_GLYPH_SEED + seed)
+    else:
+        chars = {"lowercase": string.ascii_lowercase, "rotated_digits": data.DIGITS}.get(
+            name, data.CHARACTERS)
+        n_all = len(data.find_fonts(chars=chars))
+        d = data.glyphs(chars, per_pair=math.ceil(n / n_all), resolution=resolution,
+                        seed=_GLYPH_SEED + seed)
+        if name in ("rotated_digits", "rotated_chars"):
+            d = data.rotate(d, 90)
+    return _sized(d, name, train_per_class, test_per_class, seed)
+
+
+def _tv_labels(ds) -> np.ndarray:
+    """Integer labels of a torchvision data set without decoding its images."""
+    for attr in ("targets", "_labels", "y", "labels"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr), dtype=np.int64)
+    if hasattr(ds, "_samples"):  # StanfordCars
+        return np.asarray([s[1] for s in ds._samples], dtype=np.int64)
+    return np.asarray([ds[i][1] for i in range(len(ds))], dtype=np.int64)
+
+
+def torchvision_target(name: str, per_class: int, resolution: int = 224, seed: int = 0,
+                       root=None, download: bool = False) -> data.ImageSet:
+    """Up to ``per_class`` training images per class of a torchvision target (full profile).
+
+    Works around the different constructors (``train=`` vs ``split=``) of torchvision's classes;
+    only the chosen images are decoded.
+    """
+    import torchvision.datasets as tvd
+
+    if name not in FULL_TARGETS:
+        raise ValueError(f"torchvision target must be one of {list(FULL_TARGETS)}, got {name!r}")
+    root = str(Path(root or Path.home() / ".cache" / "torchvision").expanduser())
+    cls = getattr(tvd, name)
+    kw = {"root": root, "download": download}
+    if name in ("CIFAR10", "CIFAR100"):
+        kw["train"] = True
+    elif name in ("FGVCAircraft", "OxfordIIITPet"):
+        kw["split"] = "trainval"
+    elif name in ("DTD", "Flowers102", "Food101", "StanfordCars"):
+        kw["split"] = "train"
+    ds = cls(**kw)
+    labels = _tv_labels(ds)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                                   for c in np.unique(labels)]))
+    images = np.stack([_to_uint8(ds[int(i)][0], resolution) for i in keep])
+    classes = [str(c) for c in (getattr(ds, "classes", None) or getattr(ds, "categories", None)
+                                or range(int(labels.max()) + 1))]
+    out = data.ImageSet(torch.from_numpy(images), torch.from_numpy(labels[keep]), classes, name)
+    used = sorted(set(out.labels.tolist()))
+    return out.keep_classes([classes[i] for i in used])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning (the ground truth)
+# ---------------------------------------------------------------------------------------------
+
+def _root() -> Path:
+    path = cache.cache_dir() / CACHE
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _model_id(member: str, scale: str) -> str:
+    """What identifies a member's pre-trained weights in cache keys."""
+    if member in zoo.names():
+        return f"{member}:{cache.make_key(kind='zoo', **zoo.spec(member, scale))}"
+    return member  # a timm hub checkpoint: the name (with its tag) pins the weights
+
+
+def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: str = "default",
+             epochs: int = 4, lr: float = 5e-4, batch_size: int = 64, weight_decay: float = 0.05,
+             augment: bool = False, seed: int = 0, keep_weights: bool = False,
+             progress: bool = False) -> dict:
+    """Fine-tune every parameter of ``member`` (fresh head) on ``train``; top-1 accuracy on ``test``.
+
+    AdamW, cosine schedule (``helpers.train.fit``). The result is cached (a JSON file keyed on
+    the member's weights, both data sets, every setting and the seed); the training checkpoint
+    lets an interrupted run resume and is removed once the run is done (``keep_weights`` keeps
+    the fine-tuned weights). Chapter 2 ranks these accuracies.
+    """
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "weight_decay": weight_decay, "augment": augment, "seed": seed}
+    key = cache.make_key(kind="transferability-finetune", model=_model_id(member, scale),
+                         train=train.fingerprint, test=test.fingerprint, **settings)
+    stem = _root() / f"ft-{member}-{train.domain}-{key}"
+    result_file = stem.with_suffix(".json")
+    with cache.locked(stem):
+        if result_file.exists():
+            return {**json.loads(result_file.read_text()), "cached": True}
+        torch.manual_seed(seed)  # the fresh head's initialization
+        model, _ = zoo.load(member, scale, num_classes=len(train.classes), progress=False)
+        tic = time.perf_counter()
+        history = fit(model, train, None, checkpoint=stem.with_suffix(".ckpt"), progress=progress,
+                      **settings)
+        _, err = evaluate(model, test)
+        result = {"member": member, "target": train.domain, "seed": seed, "accuracy": 1 - err,
+                  "final_train_loss": float(history["train_loss"].iloc[-1]),
+                  "train_seconds": time.perf_counter() - tic, **settings}
+        if keep_weights:
+            torch.save(model.state_dict(), stem.with_suffix(".pt"))
+        tmp = result_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(result_file)
+        stem.with_suffix(".ckpt").unlink(missing_ok=True)
+    return {**result, "cached": False}
+
+
+def finetune_table(members, targets: dict, seeds=(0,), scale: str = "default",
+                   **settings) -> pd.DataFrame:
+    """Fine-tune every member on every target (``{name: (train, test)}``) for every seed.
+
+    One row per run: member, target, seed, accuracy, train_seconds, cached.
+    """
+    rows = []
+    for (name, (train, test)), member, seed in itertools.product(targets.items(), members, seeds):
+        r = finetune(member, train, test, scale=scale, seed=seed, **settings)
+        rows.append({k: r[k] for k in ("member", "target", "seed", "accuracy", "train_seconds",
+                                       "cached")})
+    return pd.DataFrame(rows)
+
+
+def mean_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean fine-tuned accuracy over seeds: one row per (member, target)."""
+    return runs.groupby(["member", "target"], as_index=False, sort=False)["accuracy"].mean()
+
+
+def member_table(members, scale: str = "default") -> pd.DataFrame:
+    """One row per member: architecture, parameters, source classes and source accuracy (zoo
+    members, pre-trained or loaded from the cache), or the timm checkpoint (full profile)."""
+    rows = []
+    for member in members:
+        if member in zoo.names():
+            rows.append(zoo.table([member], scale, progress=False).iloc[0].to_dict())
+        else:
+            rows.append({"member": member, "arch": member.split(".")[0], "source_classes": 1000,
+                         "augment": None, "params_M": None,
+                         "source_accuracy": None, "train_seconds": None})
+    return pd.DataFrame(rows).set_index("member")
+
+
+# ---------------------------------------------------------------------------------------------
+# Published benchmark (book/data)
+# ---------------------------------------------------------------------------------------------
+
+def published_tau() -> pd.DataFrame:
+    """Published tau_w (SFDA paper) of LEEP, LogME, NLEEP, PARC, SFDA on 11 targets, + mean."""
+    table = pd.read_csv(BOOK_DATA / "transfer_benchmark_published_tau_w.csv", index_col="metric")
+    table["mean"] = table.mean(axis=1)
+    return table
+
+
+def published_accuracy() -> pd.DataFrame:
+    """Published fine-tuned top-1 accuracy (%) of 11 torchvision models on 11 targets (long)."""
+    return pd.read_csv(BOOK_DATA / "transfer_benchmark_finetune_accuracy.csv")
+
+
+def published_accuracy_for(members, targets) -> pd.DataFrame:
+    """(member, target, accuracy) of timm ``members`` on torchvision ``targets`` from the
+    published table, accuracy as a fraction (the full profile's ground truth)."""
+    pub = published_accuracy().set_index(["target", "model"])["finetune_top1"]
+    rows = []
+    for member, target in itertools.product(members, targets):
+        if member not in FULL_ZOO or target not in FULL_TARGETS:
+            raise ValueError(f"no published accuracy for member {member!r} on target {target!r}; "
+                             f"members: {list(FULL_ZOO)}, targets: {list(FULL_TARGETS)}")
+        rows.append({"member": member, "target": target,
+                     "accuracy": pub[(FULL_TARGETS[target], FULL_ZOO[member])] / 100})
+    return pd.DataFrame(rows)
+
+
+def side_by_side(ours: pd.Series, published: pd.DataFrame, n_members: int,
+                 n_targets: int) -> pd.DataFrame:
+    """Mean tau per score: the published benchmark's column beside ours (NaN: not measured).
+
+    ``ours``: mean tau indexed by our metric keys (``MAIN_METRICS``)."""
+    ours = ours.rename(SCORE_LABELS)
+    names = list(published.index) + [n for n in ours.index if n not in published.index]
+    return pd.DataFrame({
+        "published benchmark (11 ImageNet models, 11 targets)": published["mean"].reindex(names),
+        f"ours ({n_members} members, {n_targets} targets)": ours.reindex(names),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores from frozen features
+# ---------------------------------------------------------------------------------------------
+
+#: Raw scores (their own signs) -> how they read. ``nc1``: lower = more collapsed.
+SCORE_LABELS = {
+    "face": "FaCe", "variance_collapse": "C term (-NC1)", "class_fairness": "F term",
+    "face_raw": "C + F (no z-score)", "logme": "LogME", "leep": "LEEP", "nce": "NCE",
+    "h_score": "H-score", "gbc": "GBC", "nc1": "-NC1", "knn": "kNN", "probe": "linear probe",
+}
+MAIN_METRICS = ("face", "logme", "leep", "nce", "h_score", "gbc", "nc1", "knn", "probe")
+ABLATION = ("variance_collapse", "class_fairness", "face_raw", "face")
+LAYER_METRICS = ("face", "logme", "h_score", "gbc", "knn", "probe")
+_LAYERWISE = ("logme", "h_score", "gbc", "face", "nc1", "knn", "probe")
+_SIGN = {"nc1": -1.0}  # oriented so that higher = predicted to transfer better
+
+
+def _backbone(model, x):
+    if hasattr(model, "forward_features"):
+        return model.forward_features(x)
+    return model.forward_intermediates(x, indices=[])[0]
+
+
+def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None) -> dict:
+    """``{"pre_logits": (N, D), "logits": (N, classes)}``: the representation the source head
+    sees and its output, one pass, cached (the features the transferability papers score)."""
+    device = get_device(device, quiet=True)
+    key = cache.make_key(kind="transferability-prelogits", weights=cache.weights_hash(model),
+                         arch=type(model).__name__, spec=input_spec(model), data=d.fingerprint)
+    path = _root() / f"prelogits-{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return {"pre_logits": z["pre_logits"], "logits": z["logits"]}
+    model.eval().to(device)
+    spec = input_spec(model)
+    feats, logits = [], []
+    with torch.inference_mode():
+        for start in range(0, len(d), batch_size):
+            x = features.preprocess(d.images[start:start + batch_size].to(device), spec)
+            h = _backbone(model, x)
+            feats.append(model.forward_head(h, pre_logits=True).float().cpu().numpy())
+            logits.append(model.forward_head(h).float().cpu().numpy())
+    out = {"pre_logits": np.concatenate(feats), "logits": np.concatenate(logits)}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
+
+
+def _metric_options(labels: np.ndarray, knn_k: int, probe_epochs: int, pca_dim: int, seed: int):
+    smallest = int(np.bincount(labels).min())
+    return {"k": max(1, min(knn_k, smallest - 1)), "epochs": probe_epochs, "pca_dim": pca_dim,
+            "random_state": seed, "test_fraction": 0.5, "batch_size": 64}
+
+
+def _raw_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """layerwise's names (face.variance_collapse, ...) -> our raw score names."""
+    table = table[table.metric != "face.face"].copy()
+    table["metric"] = table["metric"].str.replace("face.", "", regex=False)
+    return table
+
+
+def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: int = 60,
+                 pca_dim: int = 64, seed: int = 0, layers: bool = True) -> tuple[pd.DataFrame,
+                                                                                 pd.DataFrame]:
+    """Every score of one pre-trained model on one target's training set (frozen features).
+
+    Returns ``(scores, per_layer)``: scores = (metric, value) on the pre-logit features plus
+    LEEP and NCE from the source head's posteriors; per_layer = (layer, layer_index, depth,
+    metric, value) at every layer of :func:`helpers.models.layer_names` (no LEEP/NCE there).
+    Raw values, their own signs; cached on the weights, the data and the options.
+    """
+    labels = train.labels.numpy()
+    opts = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
+    key = cache.make_key(kind="transferability-scores", weights=cache.weights_hash(model),
+                         data=train.fingerprint, layers=layers, metrics=_LAYERWISE, **opts)
+    path = _root() / f"scores-{key}.csv"
+    if path.exists():
+        table = pd.read_csv(path)
+    else:
+        pl = pre_logits(model, train)
+        last = _raw_rows(layerwise({"pre_logits": pl["pre_logits"]}, labels, _LAYERWISE, **opts))
+        probs = torch.softmax(torch.as_tensor(pl["logits"], dtype=torch.float64), 1).numpy()
+        extra = pd.DataFrame({"layer": "head", "metric": ["leep", "nce"],
+                              "value": [leep(probs, labels), nce(probs.argmax(1), labels)]})
+        parts = [last.assign(layer_index=-1), extra.assign(layer_index=-1)]
+        if layers:
+            feats = features.extract(model, train, progress=False)
+            per = _raw_rows(layerwise({k: v for k, v in feats.items() if k != "logits"}, labels,
+                                      _LAYERWISE, **opts))
+            order = {name: i for i, name in enumerate(layer_names(model))}
+            parts.append(per.assign(layer_index=per["layer"].map(order)))
+        table = pd.concat(parts, ignore_index=True)
+        tmp = path.with_suffix(".tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(path)
+    n_layers = len(layer_names(model))
+    table["depth"] = table["layer_index"] / max(1, n_layers - 1)
+    final = table[table.layer_index == -1][["metric", "value"]].reset_index(drop=True)
+    per_layer = table[table.layer_index >= 0].reset_index(drop=True)
+    return final, per_layer
+
+
+def score_table(members, targets: dict, scale: str = "default", progress: bool = False,
+                **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`score_member` for every member x target (``{name: (train, test)}``).
+
+    Returns ``(scores, per_layer)`` with member and target columns added.
+    """
+    from tqdm.auto import tqdm
+
+    finals, layers = [], []
+    pairs = list(itertools.product(members, targets.items()))
+    for member, (name, (train, _)) in tqdm(pairs, desc="scores", disable=not progress):
+        model, _ = zoo.load(member, scale, progress=False)
+        final, per_layer = score_member(model, train, **options)
+        finals.append(final.assign(member=member, target=name))
+        layers.append(per_layer.assign(member=member, target=name))
+    cols = ["member", "target"]
+    scores = pd.concat(finals, ignore_index=True)
+    per_layer = pd.concat(layers, ignore_index=True)
+    return (scores[cols + ["metric", "value"]],
+            per_layer[cols + ["layer", "layer_index", "depth", "metric", "value"]])
+
+
+def with_face(scores: pd.DataFrame, by=("target",)) -> pd.DataFrame:
+    """Add FaCe (the two terms z-scored across the members present, then added: ``face_zoo``)
+    and the raw sum of the terms, per group ``by``; orient every score so that higher = better."""
+    by = list(by)
+    wide = scores.pivot_table(index=by + ["member"], columns="metric", values="value",
+                              sort=False).reset_index()
+    extra = []
+    for _, g in wide.groupby(by, sort=False):
+        if {"variance_collapse", "class_fairness"} <= set(g.columns):
+            face = face_zoo(g[["variance_collapse", "class_fairness"]])
+            raw = g["variance_collapse"] + g["class_fairness"]
+            for metric, values in (("face", face), ("face_raw", raw)):
+                extra.append(g[by + ["member"]].assign(metric=metric, value=np.asarray(values)))
+    out = pd.concat([scores[by + ["member", "metric", "value"]], *extra], ignore_index=True)
+    out["value"] = out["value"] * out["metric"].map(_SIGN).fillna(1.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted Kendall tau
+# ---------------------------------------------------------------------------------------------
+
+def tau_table(scores: pd.DataFrame, accuracy: pd.DataFrame, metrics=MAIN_METRICS,
+              by=("target",)) -> pd.DataFrame:
+    """Weighted Kendall tau (``metrics.weighted_tau``) between each oriented score and the
+    fine-tuned accuracy across the members, per group ``by`` and metric.
+
+    ``scores``: raw (member, target, metric, value) rows; FaCe is formed here, so it always
+    z-scores over exactly the members that are ranked. Returns (by..., metric, tau, n_models).
+    """
+    by = list(by)
+    oriented = with_face(scores, by)
+    merged = oriented[oriented.metric.isin(metrics)].merge(accuracy, on=["member", "target"])
+    rows = []
+    for keys, g in merged.groupby(by + ["metric"], sort=False):
+        tau = weighted_tau(g["value"].to_numpy(), g["accuracy"].to_numpy()) if len(g) > 1 else np.nan
+        rows.append({**dict(zip(by + ["metric"], keys if isinstance(keys, tuple) else (keys,))),
+                     "tau": tau, "n_models": len(g)})
+    return pd.DataFrame(rows)
+
+
+def tau_matrix(tau: pd.DataFrame, metrics=MAIN_METRICS, labels: bool = True) -> pd.DataFrame:
+    """Metric x target matrix of tau with a ``mean`` column (the chapter's main table, laid out
+    like the published one)."""
+    m = tau.pivot(index="metric", columns="target", values="tau")
+    m = m.loc[[c for c in metrics if c in m.index], list(dict.fromkeys(tau["target"]))]
+    m["mean"] = m.mean(axis=1)
+    m.columns.name = None
+    return m.rename(index=SCORE_LABELS) if labels else m
+
+
+def leave_one_out(scores: pd.DataFrame, accuracy: pd.DataFrame, metrics=MAIN_METRICS
+                  ) -> pd.DataFrame:
+    """Tau of every metric with each member left out in turn (FaCe re-z-scored without it):
+    (target, metric, left_out, tau). The spread says how much one model moves tau."""
+    rows = []
+    for member in accuracy["member"].unique():
+        t = tau_table(scores[scores.member != member], accuracy[accuracy.member != member],
+                      metrics)
+        rows.append(t.assign(left_out=member))
+    return pd.concat(rows, ignore_index=True)
+
+
+def seed_taus(scores: pd.DataFrame, runs: pd.DataFrame, metrics=MAIN_METRICS) -> pd.DataFrame:
+    """Tau against each fine-tuning seed's accuracies separately: the ground truth's own noise."""
+    rows = [tau_table(scores, g[["member", "target", "accuracy"]], metrics).assign(seed=s)
+            for s, g in runs.groupby("seed")]
+    return pd.concat(rows, ignore_index=True)
+
+
+def spread(loo: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: the mean over targets of tau's min and max over left-out members."""
+    per = loo.groupby(["target", "metric"])["tau"].agg(["min", "max"]).reset_index()
+    return per.groupby("metric")[["min", "max"]].mean()
+
+
+def null_tau(n_models: int, n_targets: int = 1, q: float = 0.95, draws: int = 20000,
+             seed: int = 0) -> float:
+    """The ``q`` quantile of tau_w (mean over ``n_targets`` independent targets) for a score
+    that ranks ``n_models`` at random: what chance alone reaches. Exact over all permutations
+    for one target and n_models <= 8, else Monte Carlo."""
+    if n_models < 2:
+        raise ValueError(f"n_models must be >= 2, got {n_models}")
+    acc = np.arange(n_models, dtype=float)
+    if n_targets == 1 and n_models <= 8:
+        taus = np.array([weighted_tau(np.array(p, float), acc)
+                         for p in itertools.permutations(range(n_models))])
+    else:
+        rng = np.random.default_rng(seed)
+        pool = np.array([weighted_tau(rng.permutation(n_models).astype(float), acc)
+                         for _ in range(min(draws, 5000))])
+        taus = rng.choice(pool, size=(draws, n_targets)).mean(1)
+    return float(np.quantile(taus, q))
+
+
+def align_depths(per_layer: pd.DataFrame, grid: int = 5) -> pd.DataFrame:
+    """Per member, the layer nearest each of ``grid`` relative depths 0..1 (first..last layer),
+    so models of different depth can be ranked layer by layer: adds a ``rel_depth`` column."""
+    if grid < 2:
+        raise ValueError(f"grid must be >= 2, got {grid}")
+    rows = []
+    points = np.linspace(0, 1, grid)
+    for member, g in per_layer.groupby("member", sort=False):
+        n = int(g["layer_index"].max()) + 1
+        for p in points:
+            idx = round(p * (n - 1))
+            rows.append(g[g.layer_index == idx].assign(rel_depth=round(float(p), 3)))
+    return pd.concat(rows, ignore_index=True)
+
+
+def tau_by_depth(per_layer: pd.DataFrame, accuracy: pd.DataFrame, metrics=LAYER_METRICS,
+                 grid: int = 5) -> pd.DataFrame:
+    """Tau of each metric computed from the layer at each relative depth (``align_depths``):
+    (target, rel_depth, metric, tau, n_models)."""
+    aligned = align_depths(per_layer, grid)
+    return tau_table(aligned, accuracy, metrics, by=("target", "rel_depth"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def plot_tau_heatmap(matrix: pd.DataFrame, title: str = "weighted Kendall tau", ax=None):
+    """Heatmap of a metric x target tau matrix (diverging, -1..1), the mean column set apart."""
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 0.95 * matrix.shape[1], 0.8 + 0.4 * matrix.shape[0]))
+    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", cmap="RdBu", vmin=-1, vmax=1,
+                center=0, cbar=False, ax=ax, linewidths=0.5)
+    if "mean" in matrix.columns:
+        ax.axvline(list(matrix.columns).index("mean"), color="k", lw=2)
+    ax.set_title(title)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_scatter(scores: pd.DataFrame, accuracy: pd.DataFrame, target: str, metric: str, ax=None):
+    """Oriented score vs fine-tuned accuracy of every member on one target, tau_w in the title."""
+    oriented = with_face(scores[scores.target == target])
+    g = oriented[oriented.metric == metric].merge(accuracy[accuracy.target == target],
+                                                  on=["member", "target"])
+    if g.empty:
+        raise ValueError(f"no scores for metric {metric!r} on target {target!r}")
+    tau = weighted_tau(g["value"].to_numpy(), g["accuracy"].to_numpy())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.scatter(g["value"], 100 * g["accuracy"], s=40, color="C0", zorder=3)
+    for _, r in g.iterrows():
+        ax.annotate(r["member"], (r["value"], 100 * r["accuracy"]), fontsize=8,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel(f"{SCORE_LABELS.get(metric, metric)} (frozen features)")
+    ax.set_ylabel("fine-tuned accuracy (%)")
+    ax.set_title(f"{target}: {SCORE_LABELS.get(metric, metric)}, tau_w = {tau:.2f}")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_ablation(tau: pd.DataFrame, ax=None):
+    """Bars of tau per target for each FaCe term alone, their raw sum and FaCe (z-sum)."""
+    import seaborn as sns
+
+    t = tau[tau.metric.isin(ABLATION)].copy()
+    mean = t.groupby("metric", as_index=False)["tau"].mean().assign(target="mean")
+    t = pd.concat([t, mean], ignore_index=True)
+    t["variant"] = t["metric"].map(SCORE_LABELS)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.6))
+    sns.barplot(data=t, x="target", y="tau", hue="variant",
+                hue_order=[SCORE_LABELS[m] for m in ABLATION], ax=ax)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("weighted Kendall tau")
+    ax.set_xlabel("")
+    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.set_title("FaCe ablation: each term alone vs their sum")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_tau_by_depth(tau: pd.DataFrame, band: float | None = None, ax=None):
+    """Mean tau over targets against relative depth, one line per metric (chance band dashed)."""
+    import seaborn as sns
+
+    t = tau.groupby(["rel_depth", "metric"], as_index=False)["tau"].mean()
+    t["metric"] = t["metric"].map(SCORE_LABELS)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.2, 3.8))
+    sns.lineplot(data=t, x="rel_depth", y="tau", hue="metric", marker="o", ax=ax)
+    if band is not None:
+        ax.axhline(band, color="grey", ls="--", lw=1, label="chance, 95 %")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("relative depth of the scored layer (first = 0, last = 1)")
+    ax.set_ylabel("mean tau_w over targets")
+    ax.legend(fontsize=8)
+    ax.set_title("Which layer's features predict transfer?")
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,0 +1,775 @@
+"""Chapter 3 (``notebooks/tunnel.ipynb``): the tunnel effect and out-of-distribution generalization.
+
+Masarczyk et al. (2023) found that the last layers of a deep network ("the tunnel") compress
+its representation and lose what a linear probe needs for out-of-distribution (OOD) tasks;
+Harun et al. (2024) asked which variables of training make the tunnel weaker or stronger.
+Protocol (METHODS.md section 3): backbones that differ in ONE variable at a time (resolution,
+augmentation, number of in-distribution classes, depth, architecture); at every layer a linear
+probe (softmax regression, AdamW, label smoothing 0.1) on the ID data and on each OOD set; the
+% of OOD accuracy retained at the penultimate layer, Pearson rho and ID/OOD alignment.
+
+Plain data in, DataFrames out, explicit seeds. Every expensive step is cached: the backbones
+(``helpers.zoo``), the features (``helpers.features.extract``), and every probe / geometry table
+per (weights, data, pooling, options) under ``cache_dir()/tunnel``, so a rerun that changes only
+the analysis (which variables, which OOD sets are shown) reuses everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from .. import cache, data, features, models, zoo
+from ..data import ImageSet
+from ..device import get_device
+from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
+
+#: The variables of the study, in the chapter's order.
+VARIABLES = ("resolution", "augmentation", "classes", "depth", "architecture")
+VARIABLE_LABELS = {"resolution": "image resolution", "augmentation": "augmentation",
+                   "classes": "number of ID classes", "depth": "depth",
+                   "architecture": "architecture (CNN vs ViT)"}
+#: Variations of glyph characters used as OOD sets (labels stay the characters).
+VARIATIONS = ("rotate90", "rotate180", "invert", "noise")
+#: Embedded OOD sets besides the variations and any torchvision class name.
+EMBEDDED_SETS = ("glyph_styles", "mnist5k", "digits8x8")
+GEOMETRY = ("numerical_rank", "nc1")
+
+#: The papers' claims beside which each variable is judged (METHODS.md section 3).
+#: ``direction``: +1 when the later setting of a variable (the higher resolution, with
+#: augmentation, more classes, deeper) should RETAIN MORE OOD accuracy, -1 when less, 0 when
+#: METHODS.md states no direction. ``low``/``high``: the paper's % retained, where it gives one.
+PAPER = {
+    "resolution": {"low": 68.6, "high": 78.4, "direction": +1, "short": "32 → 224 px",
+                   "setting": "ImageNet-100, 32 px vs 224 px (Harun et al.)",
+                   "claim": "higher resolution → less compression, more OOD accuracy retained"},
+    "augmentation": {"low": 64.3, "high": 78.4, "direction": +1, "short": "none → RRC + flip",
+                     "setting": "no augmentation vs random-resized-crop + flip (Harun et al.)",
+                     "claim": "augmentation → weaker tunnel"},
+    "classes": {"low": None, "high": None, "direction": +1, "short": "fewer → more classes",
+                "setting": "fewer vs more ID classes at a fixed image count (Harun et al.)",
+                "claim": "more ID classes → less compression → better transfer"},
+    "depth": {"low": None, "high": None, "direction": -1, "short": "shallower → deeper",
+              "setting": "shallower vs deeper networks (Masarczyk et al.)",
+              "claim": "deeper → longer tunnel, less OOD accuracy retained"},
+    "architecture": {"low": None, "high": None, "direction": 0, "short": "CNN vs ViT",
+                     "setting": "CNN vs ViT (Harun et al.)",
+                     "claim": "no number or direction in our METHODS reference: not judged"},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The variants: which backbones differ in which variable
+# --------------------------------------------------------------------------------------------
+
+def member_id(model: str, resolution: int | None = None) -> str:
+    """A unique name for a backbone: the model name, plus ``@<px>`` when trained (zoo) or
+    probed (hub) at a resolution other than its own."""
+    if resolution is None or (is_zoo(model) and resolution == zoo.spec(model)["resolution"]):
+        return model
+    return f"{model}@{resolution}"
+
+
+def is_zoo(model: str) -> bool:
+    return model in zoo.names()
+
+
+def variants(variables, resolution_model: str, resolutions, augmentation, classes, depth,
+             architecture, zoo_resolution: int | None = None) -> pd.DataFrame:
+    """One row per (variable, setting): ``variable``, ``order`` (0 = the first setting),
+    ``member`` (unique backbone id), ``model``, ``resolution`` (None: the model's own).
+
+    Each variable lists its settings from "low" to "high" (fewer -> more pixels, classes,
+    layers; without -> with augmentation). Zoo members are trained at ``zoo_resolution``
+    (None: the zoo's 32 px) except in the resolution variable, which sets its own.
+    """
+    unknown = [v for v in variables if v not in VARIABLES]
+    if unknown:
+        raise ValueError(f"variables: unknown {unknown}; allowed: {list(VARIABLES)}")
+    lists = {"augmentation": augmentation, "classes": classes, "depth": depth,
+             "architecture": architecture}
+    rows = []
+    for variable in variables:
+        if variable == "resolution":
+            settings = [(resolution_model, int(r)) for r in resolutions]
+        else:
+            settings = [(m, zoo_resolution if is_zoo(m) else None) for m in lists[variable]]
+        if len(settings) < 2:
+            raise ValueError(f"{variable}: needs at least 2 settings, got {len(settings)}")
+        for order, (model, res) in enumerate(settings):
+            rows.append({"variable": variable, "order": order, "member": member_id(model, res),
+                         "model": model, "resolution": res})
+    return pd.DataFrame(rows)
+
+
+def load_member(model: str, resolution: int | None = None, scale: str = "default",
+                progress: bool = False):
+    """(network, info) for a backbone. Zoo members are pre-trained on glyph characters at
+    ``resolution`` (cached); any other name is a timm model with hub weights, probed with its
+    input resized to ``resolution`` (a stand-in: the hub has no checkpoints that differ only
+    in training resolution)."""
+    if is_zoo(model):
+        overrides = {} if resolution is None else {"resolution": int(resolution)}
+        net, report = zoo.pretrain(model, scale, progress=progress, **overrides)
+        recipe = report["recipe"]
+        info = {"source_classes": list(recipe["chars"]), "source": "glyph characters",
+                "augment": recipe["augment"], "train_resolution": recipe["resolution"],
+                "source_accuracy": report["source_accuracy"]}
+    else:
+        net, _ = zoo.load(model)
+        if resolution is not None:
+            net.pretrained_cfg = {**net.pretrained_cfg, "input_size": (3, resolution, resolution)}
+        info = {"source_classes": None, "source": "ImageNet (hub weights)", "augment": None,
+                "train_resolution": None, "source_accuracy": None}
+    info.update({"member": member_id(model, resolution), "model": model,
+                 "layers": len(models.layer_names(net)), "is_vit": is_vit(net),
+                 "params_M": sum(p.numel() for p in net.parameters()) / 1e6})
+    return net.eval(), info
+
+
+def is_vit(net) -> bool:
+    """Transformers (a token sequence per layer) vs CNNs (a feature map per layer)."""
+    return getattr(net, "num_prefix_tokens", None) is not None and hasattr(net, "blocks")
+
+
+def pooling_for(net, cnn_pooling: str = "pool2x2") -> tuple[str, bool]:
+    """(pooling, final norm) of the tunnel protocol: CNN stage -> ``cnn_pooling`` (the paper:
+    2x2 average pool, flatten); ViT block -> mean of the patch tokens after the final norm."""
+    return ("mean", True) if is_vit(net) else (cnn_pooling, False)
+
+
+# --------------------------------------------------------------------------------------------
+# Data: the ID set of each backbone and the OOD sets shared by all
+# --------------------------------------------------------------------------------------------
+
+def id_set(info: dict, per_class: int = 36, resolution: int = 32, seed: int = 0,
+           hub_id_data: str = "Imagenette", root=None, download: bool = False) -> ImageSet:
+    """The in-distribution probe set of a backbone, ``per_class`` images per class: fresh renders
+    (another jitter seed) of its own source characters in every font, labelled by character;
+    for a hub model, ``hub_id_data``."""
+    if info["source_classes"] is not None:
+        chars = "".join(info["source_classes"])
+        return _cached_set("id", {"chars": chars, "per_class": per_class, "resolution": resolution,
+                                  "seed": seed}, lambda: _glyph_classes(
+            per_class, seed, chars=chars, resolution=resolution, seed_offset=10_000))
+    return load_set(hub_id_data, resolution=resolution, per_class=per_class, seed=seed,
+                    root=root, download=download)
+
+
+def _cached_set(kind: str, parts: dict, build) -> ImageSet:
+    """An image set built once per key (rendering glyphs is the slow part of a rerun) and kept
+    under ``cache_dir()/tunnel``; the key includes the fonts found and matplotlib's version."""
+    import matplotlib
+
+    key = cache.make_key(kind=f"tunnel-set-{kind}", fonts=sorted(data.find_fonts(chars="")),
+                         matplotlib=matplotlib.__version__, **parts)
+    path = cache.cache_dir() / "tunnel" / f"set-{kind}-{key}.pt"
+    with cache.locked(path):
+        if path.exists():
+            try:
+                d = torch.load(path, weights_only=False)
+                return ImageSet(d["images"], d["labels"], d["classes"], d["domain"], d["attrs"])
+            except Exception:  # a truncated file: build it again
+                path.unlink()
+        out = build()
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save({"images": out.images, "labels": out.labels, "classes": out.classes,
+                    "domain": out.domain, "attrs": out.attrs}, tmp)
+        tmp.replace(path)
+    return out
+
+
+def load_set(name: str, resolution: int = 32, per_class: int = 36, seed: int = 0,
+             style_chars: str = data.CHARACTERS, root=None, download: bool = False) -> ImageSet:
+    """An OOD set by name (at most ``per_class`` images per class, drawn with ``seed``):
+
+    - ``glyph_styles``: glyphs of ``style_chars`` labelled by FONT (22 classes), the task the
+      source ignores;
+      no stroke-width jitter (it would change a font's weight, the very thing asked);
+    - ``mnist5k`` / ``digits8x8``: handwritten digits;
+    - ``rotate90`` / ``rotate180`` / ``invert`` / ``noise``: glyph characters so varied;
+    - any torchvision data set class (its test or validation split; the full profile).
+
+    Built sets are cached (:func:`_cached_set`).
+    """
+    check_sets([name])
+    parts = {"name": name, "resolution": resolution, "per_class": per_class, "seed": seed,
+             "style_chars": style_chars if name == "glyph_styles" else None}
+    return _cached_set("ood", parts, lambda: _build_set(
+        name, resolution, per_class, seed, style_chars, root, download))
+
+
+def _glyph_classes(per_class: int, seed: int, label: str = "char", seed_offset: int = 0,
+                   **kwargs) -> ImageSet:
+    """Glyphs with enough (character, font) renders for ``per_class`` images per class, then
+    exactly ``per_class`` of them per class (fewer only if a class has fewer)."""
+    chars = kwargs.get("chars", data.CHARACTERS)
+    n_fonts = len(data.find_fonts(chars=chars))
+    per_label = n_fonts if label == "char" else len(chars)
+    out = data.glyphs(per_pair=max(1, math.ceil(per_class / per_label)), label=label,
+                      seed=seed_offset + seed, **kwargs)
+    return _at_most(out, per_class, seed)
+
+
+def _at_most(out: ImageSet, per_class: int, seed: int) -> ImageSet:
+    if out.counts().max() <= per_class:
+        return out
+    return data.per_class(out, min(per_class, int(out.counts().min())), seed=seed)
+
+
+def check_sets(names) -> None:
+    """Fail early, naming the set, when an OOD set name is unknown."""
+    known = set(EMBEDDED_SETS) | set(VARIATIONS) | set(data.torchvision_names())
+    for name in names:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"ood_sets: unknown set {name!r}{hint}; allowed: "
+                             f"{list(EMBEDDED_SETS) + list(VARIATIONS)} or a torchvision class")
+
+
+def _build_set(name, resolution, per_class, seed, style_chars, root, download):
+    if name == "glyph_styles":
+        return _glyph_classes(per_class, seed, label="font", seed_offset=20_000, chars=style_chars,
+                              resolution=resolution, jitter={"stroke": 0})
+    elif name in ("mnist5k", "digits8x8"):
+        out = data.load(name, resolution=resolution)
+    elif name in VARIATIONS:
+        glyphs = _glyph_classes(per_class, seed, seed_offset=30_000, resolution=resolution)
+        out = {"rotate90": lambda: data.rotate(glyphs, 90),
+               "rotate180": lambda: data.rotate(glyphs, 180),
+               "invert": lambda: data.invert(glyphs),
+               "noise": lambda: data.add_noise(glyphs, 0.3, seed=seed)}[name]()
+    elif name in data.torchvision_names():
+        return torchvision_subset(name, per_class, resolution=resolution, seed=seed, root=root,
+                                  download=download)
+    else:
+        check_sets([name])
+    return _at_most(out, per_class, seed)
+
+
+def torchvision_subset(name: str, per_class: int, resolution: int = 224, seed: int = 0,
+                       root=None, download: bool = False) -> ImageSet:
+    """``per_class`` images of every class of a torchvision data set's evaluation split
+    (``split="test"``, else ``"val"``, else ``train=False``), decoded and resized only for the
+    images drawn, so large sets never sit in memory (the full profile)."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, name)
+    params = inspect.signature(cls.__init__).parameters
+    root = Path(root or Path.home() / ".cache" / "torchvision").expanduser()
+    kwargs = {}
+    if "root" in params:
+        kwargs["root"] = str(root)
+    if "download" in params:
+        kwargs["download"] = download
+    attempts = ([{"split": "test"}, {"split": "val"}] if "split" in params
+                else [{"train": False}] if "train" in params else [{}])
+    error = None
+    for extra in attempts:
+        try:
+            ds = cls(**kwargs, **extra)
+            break
+        except ValueError as err:  # a split name this set does not have
+            error = err
+    else:
+        raise ValueError(f"{name}: no test or val split ({error})")
+    labels = _targets(ds)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        picked.append(np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False)))
+    picked = np.concatenate(picked)
+    images = np.stack([_square_uint8(ds[int(i)][0], resolution) for i in picked])
+    present = np.unique(labels)
+    names = list(getattr(ds, "classes", []) or [])
+    classes = [_class_name(names[c]) if len(names) > labels.max() else str(c) for c in present]
+    codes = np.searchsorted(present, labels[picked])
+    return ImageSet(torch.from_numpy(images), torch.as_tensor(codes), classes, name.lower())
+
+
+def _class_name(name) -> str:
+    """Imagenette names a class by a tuple of synonyms: keep the first."""
+    return str(name[0]) if isinstance(name, (tuple, list)) else str(name)
+
+
+def _targets(ds) -> np.ndarray:
+    for attr in ("targets", "labels", "_labels"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr), dtype=np.int64).ravel()
+    if hasattr(ds, "_samples"):  # Imagenette
+        return np.asarray([s[1] for s in ds._samples], dtype=np.int64)
+    return np.asarray([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
+
+
+def _square_uint8(img, resolution: int) -> np.ndarray:
+    """A PIL image (or CHW tensor) -> (3, resolution, resolution) uint8: shorter side resized,
+    centre crop."""
+    from PIL import Image
+
+    if isinstance(img, torch.Tensor):
+        arr = img.detach().cpu().numpy()
+        arr = (arr * 255 if arr.dtype.kind == "f" else arr).clip(0, 255).astype(np.uint8)
+        img = Image.fromarray(arr.transpose(1, 2, 0).squeeze(-1) if arr.shape[0] == 1
+                              else arr.transpose(1, 2, 0))
+    img = img.convert("RGB")
+    w, h = img.size
+    s = resolution / min(w, h)
+    img = img.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    return np.asarray(img).transpose(2, 0, 1).copy()
+
+
+# --------------------------------------------------------------------------------------------
+# Probes and geometry at every layer (cached)
+# --------------------------------------------------------------------------------------------
+
+def probe_split(labels: np.ndarray, train_per_class: int, test_per_class: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: ``train_per_class`` images of every class for the probe, up to
+    ``test_per_class`` of the remaining ones to test it, drawn with ``seed``."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) <= train_per_class:
+            raise ValueError(f"class {c} has {len(idx)} images: need more than "
+                             f"train_per_class={train_per_class} (some are left to test)")
+        train.append(idx[:train_per_class])
+        test.append(idx[train_per_class:train_per_class + test_per_class])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _cached(kind: str, key_parts: dict, compute) -> pd.DataFrame:
+    """A small table computed once per key and kept as CSV under ``cache_dir()/tunnel``."""
+    key = cache.make_key(kind=f"tunnel-{kind}", **key_parts)
+    path = cache.cache_dir() / "tunnel" / f"{kind}-{key}.csv"
+    with cache.locked(path):
+        if path.exists():
+            return pd.read_csv(path)
+        table = compute()
+        tmp = path.with_suffix(".csv.tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(path)
+    return table
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Probes are thousands of tiny steps: on the CPU one thread is faster than several (whose
+    synchronisation dominates, and collapses when other processes share the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _layers(net, dataset: ImageSet, cnn_pooling: str) -> dict[str, np.ndarray]:
+    pooling, norm = pooling_for(net, cnn_pooling)
+    feats = features.extract(net, dataset, pooling=pooling, norm=norm, progress=False)
+    return {k: v for k, v in feats.items() if k != "logits"}
+
+
+def _probe_table(layers: dict, labels: np.ndarray, seeds, train_per_class: int,
+                 test_per_class: int, device, options: dict) -> pd.DataFrame:
+    """Probe accuracy at every layer for every seed (one split per seed, shared by layers)."""
+    rows = []
+    for seed in seeds:
+        train, test = probe_split(labels, train_per_class, test_per_class, seed)
+        for i, (layer, x) in enumerate(layers.items()):
+            x = torch.tensor(np.asarray(x), device=device)  # a copy: features are read-only
+            acc = linear_probe(x[train], labels[train], x[test], labels[test],
+                               random_state=seed, **options)
+            rows.append({"layer": layer, "layer_index": i,
+                         "depth": i / max(1, len(layers) - 1), "seed": seed, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def probe_curves(net, member: str, sets: dict[str, ImageSet], seeds=(0, 1, 2),
+                 train_per_class: int = 10, test_per_class: int = 50, cnn_pooling: str = "pool2x2",
+                 epochs: int = 30, lr: float = 3e-3, batch_size: int = 128,
+                 weight_decay: float = 1e-4, label_smoothing: float = 0.1) -> pd.DataFrame:
+    """Linear-probe accuracy at every layer of ``net`` on every set of ``sets`` (name -> set;
+    the name ``"ID"`` marks the in-distribution set) and every probe seed (the seed draws the
+    probe's train/test split and shuffles its batches).
+
+    Columns: member, dataset, layer, layer_index, depth (0 = first layer, 1 = last), seed,
+    accuracy, chance (1 / classes).
+    """
+    options = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay,
+               "label_smoothing": label_smoothing}
+    pooling = pooling_for(net, cnn_pooling)
+    weights = cache.weights_hash(net)
+    tables = []
+    for name, dataset in sets.items():
+        def compute(dataset=dataset):
+            layers = _layers(net, dataset, cnn_pooling)
+            device = get_device(quiet=True)  # probes run where the features were made
+            with _one_thread() if device.type == "cpu" else contextlib.nullcontext():
+                return _probe_table(layers, dataset.labels.numpy(), seeds, train_per_class,
+                                    test_per_class, device, options)
+
+        table = _cached("probe", {"weights": weights, "data": dataset.fingerprint,
+                                  "pooling": pooling, "seeds": list(seeds),
+                                  "train_per_class": train_per_class,
+                                  "test_per_class": test_per_class, **options}, compute)
+        table.insert(0, "dataset", name)
+        table["chance"] = 1 / len(dataset.classes)
+        tables.append(table)
+    out = pd.concat(tables, ignore_index=True)
+    out.insert(0, "member", member)
+    return out
+
+
+def geometry(net, member: str, dataset: ImageSet, cnn_pooling: str = "pool2x2",
+             max_samples: int = 8000) -> pd.DataFrame:
+    """Representation compression at every layer on ``dataset``: numerical rank (singular
+    values of the covariance above 1e-3 x the largest, <= ``max_samples`` rows) and NC1.
+
+    Columns: member, layer, layer_index, depth, metric, value.
+    """
+    def compute():
+        layers = _layers(net, dataset, cnn_pooling)
+        with _one_thread():
+            table = layerwise(layers, dataset.labels.numpy(), metrics=GEOMETRY,
+                              max_samples=max_samples)
+        order = {layer: i for i, layer in enumerate(layers)}
+        table.insert(1, "layer_index", table["layer"].map(order))
+        table.insert(2, "depth", table["layer_index"] / max(1, len(layers) - 1))
+        return table
+
+    table = _cached("geometry", {"weights": cache.weights_hash(net), "data": dataset.fingerprint,
+                                 "pooling": pooling_for(net, cnn_pooling),
+                                 "max_samples": max_samples}, compute)
+    table.insert(0, "member", member)
+    return table
+
+
+def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: int = 32,
+        per_class: int = 36, style_chars: str = data.CHARACTERS, hub_id_data: str = "Imagenette",
+        data_root=None, download: bool = False, seed: int = 0, progress: bool = True,
+        **probe_options):
+    """Everything the chapter measures for the backbones of ``plan`` (see :func:`variants`):
+    returns (info, curves, geometry) DataFrames; each backbone and set is built once.
+
+    The geometry of every backbone is measured on the same number of its ID images (the
+    smallest ID set), so that a 10-class backbone's numerical rank is not capped lower by a
+    smaller ID set than a 36-class one's.
+    """
+    from tqdm.auto import tqdm
+
+    check_sets(ood_names)
+    ood = {name: load_set(name, resolution=data_resolution, per_class=per_class, seed=seed,
+                          style_chars=style_chars, root=data_root, download=download)
+           for name in ood_names}
+    members = list(plan.drop_duplicates("member").itertuples())
+    nets, infos, id_sets = {}, [], {}
+    for row in members:
+        res = None if pd.isna(row.resolution) else int(row.resolution)
+        nets[row.member], info = load_member(row.model, res, scale=scale)
+        id_sets[row.member] = id_set(info, per_class=per_class, resolution=data_resolution,
+                                     seed=seed, hub_id_data=hub_id_data, root=data_root,
+                                     download=download)
+        info["id_classes"] = len(id_sets[row.member].classes)
+        infos.append(info)
+    n_geometry = min(8000, *(len(s) for s in id_sets.values()))
+    curves, geoms = [], []
+    for row in tqdm(members, desc="backbones", disable=not progress):
+        net, id_data = nets.pop(row.member), id_sets[row.member]
+        curves.append(probe_curves(net, row.member, {"ID": id_data, **ood}, **probe_options))
+        geoms.append(geometry(net, row.member, id_data, max_samples=n_geometry,
+                              cnn_pooling=probe_options.get("cnn_pooling", "pool2x2")))
+    return (pd.DataFrame(infos), pd.concat(curves, ignore_index=True),
+            pd.concat(geoms, ignore_index=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries: % retained, rho, alignment per backbone, per variable; the verdicts
+# --------------------------------------------------------------------------------------------
+
+def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy averaged over probe seeds (``accuracy``) with its standard deviation (``sd``)."""
+    keys = ["member", "dataset", "layer", "layer_index", "depth", "chance"]
+    g = curves.groupby(keys, sort=False)["accuracy"]
+    return g.agg(accuracy="mean", sd="std").reset_index().sort_values(
+        ["member", "dataset", "layer_index"], kind="stable").reset_index(drop=True)
+
+
+def seed_retained(curves: pd.DataFrame) -> pd.DataFrame:
+    """% retained of every probe seed's own OOD curve: columns member, dataset, seed,
+    retained (the spread over seeds is the noise the verdicts use)."""
+    rows = []
+    ood = curves[curves.dataset != "ID"].sort_values("layer_index", kind="stable")
+    for (member, name, seed), c in ood.groupby(["member", "dataset", "seed"], sort=False):
+        rows.append({"member": member, "dataset": name, "seed": seed,
+                     "retained": ood_retained(c.accuracy, c.accuracy)["retained"]})
+    return pd.DataFrame(rows)
+
+
+def summarize(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per (backbone, OOD set): % retained (of the seed-mean curves, and its sd over
+    probe seeds), pivot layer and depth, strength bin, Pearson rho and ID/OOD alignment."""
+    rows = []
+    for member, per_member in curves.groupby("member", sort=False):
+        mean = mean_curves(per_member)
+        id_curve = mean[mean.dataset == "ID"].sort_values("layer_index")
+        for name in [d for d in per_member.dataset.unique() if d != "ID"]:
+            ood_curve = mean[mean.dataset == name].sort_values("layer_index")
+            a_id, a_ood = id_curve.accuracy.to_numpy(), ood_curve.accuracy.to_numpy()
+            r = ood_retained(a_id, a_ood)
+            per_seed = seed_retained(per_member[per_member.dataset == name]).retained
+            try:
+                rho = id_ood_pearson(a_id, a_ood)
+            except ValueError:  # a constant curve
+                rho = float("nan")
+            rows.append({
+                "member": member, "dataset": name, "retained": r["retained"],
+                "retained_sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else np.nan,
+                "strength": r["strength"], "pivot": r["pivot"],
+                "pivot_layer": ood_curve.layer.iloc[r["pivot"]],
+                "pivot_depth": float(ood_curve.depth.iloc[r["pivot"]]),
+                "best_ood": float(a_ood.max()), "last_ood": float(a_ood[-1]),
+                "last_id": float(a_id[-1]), "pearson": rho,
+                "alignment": id_ood_alignment(a_id, a_ood, id_curve.chance.iloc[0],
+                                              ood_curve.chance.iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def strength(retained: float) -> str:
+    """The tunnel-strength bin of a % retained (METHODS.md section 3): negligible [95, 100],
+    weak [90, 95), medium [80, 90), strong [0, 80)."""
+    return ("negligible" if retained >= 95 else "weak" if retained >= 90
+            else "medium" if retained >= 80 else "strong")
+
+
+def variable_table(plan: pd.DataFrame, summary: pd.DataFrame, infos: pd.DataFrame,
+                   geom: pd.DataFrame | None = None, per_seed: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """One row per (variable, setting): mean over OOD sets of % retained, its standard error
+    over probe seeds (``retained_se``, from ``per_seed`` = :func:`seed_retained`: the sd over
+    seeds of each seed's mean over sets, / sqrt(seeds); NaN without it or with one seed), its
+    strength bin, rho, alignment, the pivot depth, the ID accuracy at the last layer, and the
+    numerical rank of the last layer on ID data (when ``geom`` is given)."""
+    per = summary.groupby("member").agg(
+        retained=("retained", "mean"), pearson=("pearson", "mean"),
+        alignment=("alignment", "mean"), pivot_depth=("pivot_depth", "mean"),
+        last_id=("last_id", "first")).reset_index()
+    if per_seed is not None:
+        by_seed = per_seed.groupby(["member", "seed"]).retained.mean().groupby("member")
+        se = (by_seed.std(ddof=1) / np.sqrt(by_seed.count())).rename("retained_se")
+        per = per.merge(se, on="member", how="left")
+    else:
+        per["retained_se"] = np.nan
+    out = plan.merge(per, on="member", how="left").merge(
+        infos[["member", "id_classes", "layers", "params_M"]], on="member", how="left")
+    if geom is not None:
+        last = geom[geom.metric == "numerical_rank"].sort_values("layer_index").groupby(
+            "member").value.last().rename("rank_last")
+        out = out.merge(last, on="member", how="left")
+    out.insert(2, "setting", [setting_label(r, infos) for r in out.itertuples()])
+    out["strength"] = out.retained.map(strength)
+    return out
+
+
+def setting_label(row, infos: pd.DataFrame) -> str:
+    """How a setting reads in a table: '16 px', 'no augmentation', '10 ID classes', the model."""
+    info = infos.set_index("member").loc[row.member]
+    if row.variable == "resolution":
+        return f"{int(row.resolution)} px"
+    if row.variable == "augmentation" and info["augment"] is not None:
+        return "augmentation" if info["augment"] else "no augmentation"
+    if row.variable == "classes" and info["source_classes"] is not None:
+        return f"{len(info['source_classes'])} ID classes"
+    return row.model
+
+
+def verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per variable: the paper's numbers and claim beside ours (first vs last setting), and a
+    verdict: "agrees" / "opposite" when the difference in mean % retained exceeds twice its
+    standard error over probe seeds (both settings combined) and 1 point, "no clear
+    difference" otherwise, "undetermined" without a noise estimate (one probe seed)."""
+    rows = []
+    for variable, t in table.groupby("variable", sort=False):
+        t = t.sort_values("order")
+        low, high = t.iloc[0], t.iloc[-1]
+        paper = PAPER[variable]
+        diff = high.retained - low.retained
+        noise = 2 * math.hypot(low.retained_se, high.retained_se)
+        if paper["direction"] == 0:
+            verdict = "not judged (no claim)"
+        elif not noise > 0:  # one probe seed: no noise estimate, no verdict
+            verdict = "undetermined (one probe seed)"
+        elif abs(diff) <= max(noise, 1.0):
+            verdict = "no clear difference"
+        else:
+            verdict = "agrees" if np.sign(diff) == paper["direction"] else "opposite"
+        rows.append({"variable": variable, "paper_setting": paper["setting"],
+                     "paper_short": paper["short"],
+                     "paper_low": paper["low"], "paper_high": paper["high"],
+                     "claim": paper["claim"], "ours_low_setting": low.setting,
+                     "ours_high_setting": high.setting, "ours_low": low.retained,
+                     "ours_high": high.retained, "difference": diff, "noise_2se": noise,
+                     "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def paper_table(verdicts_table: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's compact "paper beside ours" table: settings and % retained of both, the
+    noise (2 se) and the verdict; where the paper gives no number, its claim."""
+    def paper_numbers(r):
+        if r.paper_low is None or pd.isna(r.paper_low):
+            return f"no number: {r.claim}"
+        return f"{r.paper_low:.1f} → {r.paper_high:.1f}"
+
+    return pd.DataFrame({
+        "variable": verdicts_table.variable,
+        "paper: settings": verdicts_table.paper_short,
+        "paper: % retained": [paper_numbers(r) for r in verdicts_table.itertuples()],
+        "ours: settings": (verdicts_table.ours_low_setting + " → "
+                           + verdicts_table.ours_high_setting),
+        "ours: % retained": [f"{r.ours_low:.1f} → {r.ours_high:.1f}"
+                             for r in verdicts_table.itertuples()],
+        "2 se": [f"{x:.1f}" if x > 0 else "-" for x in verdicts_table.noise_2se],
+        "verdict": verdicts_table.verdict})
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+def _palette(n: int):
+    return sns.color_palette("colorblind", max(n, 2))
+
+
+def draw_curves(ax, curves: pd.DataFrame, summary: pd.DataFrame, member: str, ood: str | None,
+                color=None, label: str | None = None, x: str = "depth", show_id: bool = True
+                ) -> None:
+    """On ``ax``: the ID (dashed) and OOD (solid; band: +-1 sd over probe seeds) probe accuracy
+    of one backbone; the tunnel (pivot -> last layer) drawn as a thick band over the OOD curve,
+    the pivot as a triangle, the % retained at the end. ``ood=None``: the ID curve only."""
+    mean = mean_curves(curves[curves.member == member])
+    label = label or member
+    drawn = ([("ID", "--")] if show_id else []) + ([(ood, "-")] if ood is not None else [])
+    for name, style in drawn:
+        c = mean[mean.dataset == name]
+        ax.plot(c[x], c.accuracy, style, marker="o", ms=3, color=color,
+                label=f"{label}: {'ID' if name == 'ID' else 'OOD'}")
+        if name != "ID":
+            ax.fill_between(c[x], c.accuracy - c.sd.fillna(0), c.accuracy + c.sd.fillna(0),
+                            color=color, alpha=0.15, lw=0)
+    s = summary[(summary.member == member) & (summary.dataset == ood)]
+    if ood is not None and len(s) and s.retained.iloc[0] < 100:
+        c = mean[mean.dataset == ood]
+        pivot = int(s["pivot"].iloc[0])
+        ax.plot(c[x].iloc[pivot:], c.accuracy.iloc[pivot:], color=color, lw=7, alpha=0.22,
+                solid_capstyle="round")
+        ax.plot(c[x].iloc[pivot], c.accuracy.iloc[pivot], marker="v", ms=8, color=color,
+                markeredgecolor="black", markeredgewidth=0.5, ls="none")
+        ax.annotate(f"{s.retained.iloc[0]:.0f}%", (c[x].iloc[-1], c.accuracy.iloc[-1]),
+                    textcoords="offset points", xytext=(4, -3), fontsize=7, color=color)
+
+
+def plot_variable(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFrame,
+                  variable: str, oods=None, height: float = 2.6):
+    """The figure the chapter shows per variable: a first panel with the ID probe curves of
+    every setting of ``variable``, then one panel per OOD set with the OOD curves and each
+    tunnel marked. Each panel has its own y range (chance = 1 / classes differs)."""
+    t = table[table.variable == variable].sort_values("order")
+    oods = list(oods or [d for d in curves.dataset.unique() if d != "ID"])
+    colors = _palette(len(t))
+    panels = ["ID"] + oods
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(height * 1.35 * ncols, height * nrows),
+                             squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
+        for color, row in zip(colors, t.itertuples()):
+            draw_curves(ax, curves, summary, row.member, None if panel == "ID" else panel,
+                        color=color, label=row.setting, show_id=panel == "ID")
+        if panel != "ID":  # chance, where it does not squash the curves
+            chance = curves[curves.dataset == panel].chance.iloc[0]
+            low, high = ax.get_ylim()
+            if chance > low - 0.25 * (high - low):
+                ax.axhline(chance, color="grey", ls=":", lw=1)
+        ax.set_title("ID (each backbone's source task)" if panel == "ID" else f"OOD: {panel}",
+                     fontsize=9)
+        ax.set_xlabel("relative depth")
+    for row in axes:
+        row[0].set_ylabel("probe accuracy")
+    handles = [plt.Line2D([], [], color=c, marker="o", ms=3, label=r.setting)
+               for c, r in zip(colors, t.itertuples())]
+    handles += [plt.Line2D([], [], color="grey", ls="--", label="ID"),
+                plt.Line2D([], [], color="grey", label="OOD"),
+                plt.Line2D([], [], color="grey", lw=7, alpha=0.3, label="tunnel"),
+                plt.Line2D([], [], color="grey", marker="v", ls="none", label="pivot"),
+                plt.Line2D([], [], color="grey", ls=":", label="chance")]
+    fig.suptitle(VARIABLE_LABELS[variable], fontsize=11)
+    spare = list(axes.flat[len(panels):])
+    if spare:  # the legend in the empty panel
+        spare[0].legend(handles=handles, loc="center", fontsize=8, frameon=False)
+        fig.tight_layout()
+    else:
+        fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.12 / nrows))
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
+                   bbox_to_anchor=(0.5, 0.97 - 0.02 / nrows), frameon=False)
+    return fig
+
+
+def plot_geometry(geom: pd.DataFrame, table: pd.DataFrame, height: float = 2.4):
+    """Numerical rank and NC1 of the ID representation at every layer: one column per
+    variable, one line per setting (compression = falling rank / NC1 in the tunnel)."""
+    variables = list(dict.fromkeys(table.variable))
+    fig, axes = plt.subplots(len(GEOMETRY), len(variables),
+                             figsize=(height * 1.3 * len(variables), height * len(GEOMETRY)),
+                             squeeze=False)
+    for j, variable in enumerate(variables):
+        t = table[table.variable == variable].sort_values("order")
+        for color, row in zip(_palette(len(t)), t.itertuples()):
+            g = geom[geom.member == row.member]
+            for i, metric in enumerate(GEOMETRY):
+                m = g[g.metric == metric].sort_values("layer_index")
+                axes[i, j].plot(m.depth, m.value, marker="o", ms=3, color=color, label=row.setting)
+        axes[0, j].set_title(VARIABLE_LABELS[variable], fontsize=9)
+        axes[0, j].legend(fontsize=6)
+        axes[-1, j].set_xlabel("relative depth")
+    axes[0, 0].set_ylabel("numerical rank")
+    axes[1, 0].set_ylabel("NC1 (log)")
+    for ax in axes[1]:
+        ax.set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def plot_explorer(curves: pd.DataFrame, summary: pd.DataFrame, member: str, ood: str,
+                  title: str | None = None):
+    """The explorer's figure: one backbone, ID vs one OOD set, the tunnel shaded, with the
+    % retained, rho and alignment in the title."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    draw_curves(ax, curves, summary, member, ood, color=_palette(1)[0], x="layer_index")
+    layers = mean_curves(curves[(curves.member == member) & (curves.dataset == "ID")])
+    ax.set_xticks(layers.layer_index, layers.layer, rotation=30, fontsize=7)
+    ax.set_ylabel("probe accuracy")
+    s = summary[(summary.member == member) & (summary.dataset == ood)].iloc[0]
+    ax.set_title(title or (f"{member} on {ood}: {s.retained:.0f}% retained ({s.strength}), "
+                           f"rho {s.pearson:.2f}"), fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
