@@ -222,6 +222,19 @@ def executed_errors(root: Path, toc: Path) -> list[str]:
     return problems
 
 
+def glued(notebook: Path) -> dict[str, str]:
+    """The values an executed notebook glued (myst-nb ``glue``), name -> plain text without
+    quotes: the numbers its prose shows, for comparing runs."""
+    out = {}
+    for cell in json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("scrapbook", {})
+            text = output.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain")
+            if meta.get("name") and text is not None:
+                out[meta["name"]] = "".join(text).strip("'\"")
+    return out
+
+
 def build(root: Path, toc: Path) -> int:
     """``jupyter-book build`` of ``root`` with ``toc``, warnings as errors; the exit status."""
     command = [

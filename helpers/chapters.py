@@ -41,9 +41,9 @@ REGISTRY: tuple[tuple[str, str], ...] = (
     ("double_descent", "Freezing-wise double descent in transfer learning"),
 )
 
-SCALARS = ("int", "float", "str", "bool", "model", "dataset", "metric")
+SCALARS = ("int", "float", "str", "bool", "model", "dataset", "metric", "dataset|model")
 TYPES = SCALARS + tuple(f"list[{t}]" for t in SCALARS)
-SPEC_KEYS = {"type", "help", "min", "max", "choices", "nullable", "min_len"}
+SPEC_KEYS = {"type", "help", "min", "max", "choices", "nullable", "min_len", "also"}
 
 
 class ParameterError(ValueError):
@@ -198,19 +198,21 @@ def describe(spec: Mapping[str, Any]) -> str:
     kind = spec["type"]
     is_list = kind.startswith("list[")
     base = kind[5:-1] if is_list else kind
-    noun, plural, where = {
+    words = {
         "int": ("an int", "ints", ""),
         "float": ("a float", "floats", ""),
         "str": ("a string", "strings", ""),
         "bool": ("true or false", "true/false values", ""),
-        "model": ("a model name", "model names", " (helpers.zoo.names() or timm)"),
-        "dataset": (
-            "a dataset",
-            "datasets",
-            " (helpers.data.domain_names(), torchvision.datasets or a folder)",
-        ),
-        "metric": ("a metric", "metrics", " (helpers.metrics.available())"),
-    }[base]
+        "model": ("a model name", "model names", "helpers.zoo.names() or timm"),
+        "dataset": ("a dataset", "datasets",
+                    "helpers.data.domain_names(), torchvision.datasets or a folder"),
+        "metric": ("a metric", "metrics", "helpers.metrics.available()"),
+    }
+    kinds = [words[k] for k in base.split("|")]
+    noun, plural = " or ".join(k[0] for k in kinds), " or ".join(k[1] for k in kinds)
+    where = "; ".join([", ".join(spec.get("also", []))] * bool(spec.get("also"))
+                      + [k[2] for k in kinds if k[2]])
+    where = f" ({where})" if where else ""
     lo, hi = spec.get("min"), spec.get("max")
     bound = ""
     if lo is not None and hi is not None:
@@ -304,9 +306,18 @@ def _check_scalar(base: str, spec: Mapping[str, Any], value: Any) -> tuple[Any, 
         if value in spec["choices"]:
             return value, ""
         return _BAD, _suggest(value, spec["choices"])
-    if base in ("model", "dataset", "metric"):
-        known, names = _known(base, value)
-        return (value, "") if known else (_BAD, _suggest(value, names))
+    kinds = [k for k in base.split("|") if k in ("model", "dataset", "metric")]
+    if kinds:
+        also = list(spec.get("also", []))
+        if value in also:
+            return value, ""
+        names = also
+        for kind in kinds:
+            known, more = _known(kind, value)
+            if known:
+                return value, ""
+            names = names + more
+        return _BAD, _suggest(value, names)
     return value, ""
 
 

@@ -100,6 +100,8 @@ def run_chapters(
     import papermill  # slow to import: only once the inputs are known to be good
     from papermill.exceptions import PapermillExecutionError
 
+    _mirror_output_widgets_one_way()
+
     output_dir.mkdir(parents=True, exist_ok=True)
     os.environ[chapters.PROFILE_ENV] = profile
     failed = 0
@@ -130,6 +132,24 @@ def run_chapters(
         record_run(target, profile, seconds)
         print(f"done {cid} in {seconds:.1f} s")
     return 1 if failed else 0
+
+
+def _mirror_output_widgets_one_way() -> None:
+    """Keep nbclient from echoing Output-widget state back to the kernel during a run.
+
+    nbclient mirrors each Output widget (``ipywidgets.interactive`` draws into one) and sends its
+    state to the kernel on the shell socket while it awaits the cell's reply on that same socket;
+    the reply can be lost and the run hangs for ever (jupyter/nbclient#312; seen here on the
+    explorer cells). The saved notebook keeps the widget outputs: nbclient records them itself.
+    """
+    import nbclient.client
+    from nbclient.output_widget import OutputWidget
+
+    class OneWayOutputWidget(OutputWidget):
+        def sync_state(self) -> None:
+            pass
+
+    nbclient.client.OutputWidget = OneWayOutputWidget
 
 
 def record_run(notebook: Path, profile: str, seconds: float) -> None:

@@ -63,3 +63,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one CPU thread inside the block: many tiny ops (probes, metrics) run faster on
+    one thread than on several, whose synchronisation dominates and collapses when other
+    processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

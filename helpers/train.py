@@ -84,11 +84,22 @@ def _config_hash(**config) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _lr_factor(schedule: str, total: int, warm: int):
+    """Learning-rate multiplier per step: linear warm-up over ``warm`` steps, then the schedule."""
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    return factor
+
+
 def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epochs: int = 5,
         lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adamw",
         weight_decay: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
-        label_smoothing: float = 0.0, augment: bool = False, checkpoint=None, device=None,
-        seed: int = 0, progress: bool = True) -> pd.DataFrame:
+        label_smoothing: float = 0.0, warmup: float = 0.0, augment: bool = False,
+        checkpoint=None, device=None, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Train the parameters that require grad; return the per-epoch history.
 
     History columns: epoch, lr, train_loss, train_err (on the training labels as given),
@@ -99,6 +110,8 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
     import time
 
     _check(epochs, lr, batch_size, optimizer, schedule, label_smoothing)
+    if not 0 <= warmup < 1:
+        raise ValueError(f"warmup must be a fraction of the steps in [0, 1), got {warmup!r}")
     if len(train) == 0:
         raise ValueError("train is empty")
     device = get_device(device)
@@ -112,13 +125,12 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
            else torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay))
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = epochs * steps_per_epoch
-    factor = (lambda s: 0.5 * (1 + math.cos(math.pi * s / total))) if schedule == "cosine" else (lambda s: 1.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(schedule, total, round(warmup * total)))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
     spec = input_spec(model)
     config = _config_hash(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                           weight_decay=weight_decay, momentum=momentum, schedule=schedule,
-                          label_smoothing=label_smoothing, augment=augment, seed=seed,
+                          label_smoothing=label_smoothing, warmup=warmup, augment=augment, seed=seed,
                           train=train.fingerprint, test=test.fingerprint if test else None,
                           trainable=[n for n, p in model.named_parameters() if p.requires_grad])
     history, start_epoch = [], 0

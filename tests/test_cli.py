@@ -187,6 +187,7 @@ kinds:
   data: {type: dataset, help: a data set}
   metric: {type: metric, help: a metric}
   seed: {type: int, min: 0, help: the seed}
+  sources: {type: "list[dataset|model]", also: [letters], help: sources}
 """
 
 
@@ -227,6 +228,7 @@ def kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         ("data", "CIFAR100"),
         ("data", "tests"),  # a folder
         ("metric", "logme"),
+        ("sources", ["letters", "CIFAR100", "resnet50.tv_in1k", "tiny_cnn"]),
     ],
 )
 def test_known_names_are_accepted(kinds: list[int], name: str, value: object) -> None:
@@ -244,6 +246,8 @@ def test_known_names_are_accepted(kinds: list[int], name: str, value: object) ->
         ("data", "/no/such/folder", ["'data'", "dataset"]),
         ("metric", "nmj", ["'metric'", "(did you mean 'nmi'?)"]),
         ("metric", 3, ["'metric'", "got 3"]),
+        ("sources", ["letters", "leters"], ["'sources'", "a list of datasets or model names",
+                                             "letters", "(did you mean 'letters'?)"]),
     ],
 )
 def test_unknown_names_are_refused(
@@ -262,6 +266,7 @@ def test_setup_validates_the_notebook_globals_and_seeds(kinds: list[int]) -> Non
         "data": "glyphs",
         "metric": "nmi",
         "seed": 7,
+        "sources": ["letters"],
         "unrelated": object(),
     }
     params = chapters.setup("kinds", namespace)
@@ -322,3 +327,19 @@ def test_notebook_parameters_match_the_schema_and_profiles(chapter_id: str) -> N
         block = yaml.safe_load((chapter.params_dir / f"{profile}.yml").read_text()) or {}
         assert set(block.get(chapter_id) or {}) <= set(chapter.schema)
         chapters.resolve([chapter_id], profile, {})
+
+
+@pytest.mark.parametrize("chapter_id, name, names", [
+    ("transferability", "targets", "helpers.studies.transferability:EMBEDDED_TARGETS"),
+    ("tunnel", "ood_sets", "helpers.studies.tunnel:EMBEDDED_SETS+VARIATIONS"),
+    ("double_descent", "sources", "helpers.studies.double_descent:GLYPH_SOURCES"),
+])
+def test_extra_names_in_the_schema_are_those_the_study_knows(chapter_id, name, names) -> None:
+    import importlib
+
+    module, attrs = names.split(":")
+    study = importlib.import_module(module)
+    known = {n for a in attrs.split("+") for n in getattr(study, a)}
+    assert set(chapters.chapters()[chapter_id].schema[name]["also"]) == known
+    with pytest.raises(ParameterError, match=f"'{name}'"):
+        chapters.check(chapter_id, name, ["no_such_set"])

@@ -156,3 +156,27 @@ def test_killed_extraction_resumes_to_identical_features(tmp_path):
     subprocess.run([sys.executable, "-c", script, "nocache", str(tmp_path / "c.npy")], env=env,
                    check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), np.load(tmp_path / "c.npy"))
+
+
+def test_two_processes_writing_the_same_entry_do_not_corrupt_it(tmp_path):
+    script = textwrap.dedent("""
+        import sys, numpy as np, torch
+        from helpers import data, features, models
+        torch.manual_seed(0)
+        m = models.create("resnet10t", 10, img_size=32, mean=(.5,)*3, std=(.5,)*3).eval()
+        f = features.extract(m, data.per_class(data.mnist5k(), 30), batch_size=25,
+                             use_cache=sys.argv[1] == "cache", progress=False)
+        np.save(sys.argv[2], np.concatenate([np.asarray(v) for v in f.values()], 1))
+    """)
+    env = {**os.environ, "HELPERS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    run = lambda mode, out: subprocess.Popen([sys.executable, "-c", script, mode,
+                                              str(tmp_path / out)], env=env)
+    writers = [run("cache", "a.npy"), run("cache", "b.npy")]
+    assert [p.wait() for p in writers] == [0, 0]
+    assert run("nocache", "ref.npy").wait() == 0
+    ref = np.load(tmp_path / "ref.npy")
+    for out in ("a.npy", "b.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / out), ref)
+    entries = [p for p in (tmp_path / "cache" / "features").iterdir() if p.is_dir()]
+    assert len(entries) == 1 and not entries[0].name.endswith(".partial")
+    assert cache.verify(entries[0])

@@ -17,6 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from helpers import metrics as M
+from helpers.device import one_thread
 from helpers.metrics.separability import fit_softmax_regression, nmi_score
 
 
@@ -31,10 +32,8 @@ def gaussian_classes(n=240, d=12, c=4, sep=1.0, seed=0):
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """Small ops on a shared 2-core runner are fastest single-threaded; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from helpers import models, train
-from helpers.data import per_class
 
 ARCHS = [("resnet10t", {}), ("convnext_atto", {}),
          ("vit_tiny_patch16_224", {"patch_size": 8, "depth": 2}), ("smallcnn", {"width": 8})]

@@ -1,46 +1,18 @@
 """Every chapter runs in the smoke profile and the real book builds from them (the book build
-is a test); then the browser checks of tests/test_book.py run on that build.
-
-Works on a copy of the tracked sources so that a developer's own `make book` output is kept.
+is a test, the ``smoke_book`` fixture of conftest.py); then the browser checks of
+tests/test_book.py run on that build, and a killed chapter run resumes to the same numbers.
 """
 
 import os
-import shutil
+import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _copy_sources(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, text=True, capture_output=True,
-                           check=True).stdout.split()
-    for f in files:
-        target = dst / f
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, target)
-    vendor = ROOT / "book" / "_vendor"
-    if vendor.exists():
-        shutil.copytree(vendor, dst / "book" / "_vendor")
-
-
-@pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke-book")
-    _copy_sources(root)
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "helpers", "book", "--profile", "smoke"],
-                          cwd=root, env=env, text=True, capture_output=True)
-    print(proc.stdout[-4000:], proc.stderr[-4000:])
-    assert proc.returncode == 0, "the smoke book did not build:\n" + proc.stderr[-3000:]
-    return root
+from conftest import ROOT, run_chapter
 
 
 def test_every_available_chapter_was_executed(smoke_book):
-    sys.path.insert(0, str(ROOT))
     from helpers import chapters
 
     executed = {p.stem for p in (smoke_book / "book" / "chapters").glob("*.ipynb")}
@@ -57,3 +29,25 @@ def test_browser_checks_pass_on_the_real_book(smoke_book):
                           text=True, capture_output=True)
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_a_killed_chapter_run_resumes_to_the_same_numbers(smoke_glued, tmp_path):
+    """SIGKILL `helpers run double_descent` (and its kernel) after 10 of its 60 transfer runs,
+    run the same command again: the glued numbers equal those of the uninterrupted run."""
+    env = {**os.environ, "HELPERS_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "helpers", "run", "double_descent", "--profile", "smoke",
+               "--output-dir", str(tmp_path / "out")]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "cache" / "double_descent"
+    deadline = time.monotonic() + 600
+    while len(list(runs.glob("*.pt"))) < 10 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(runs.glob("*.pt")))
+    assert 10 <= done < int(smoke_glued["double_descent"]["dd_n_runs"])
+    resumed = run_chapter("double_descent", tmp_path / "out", env=env)
+    timeless = lambda g: {k: v for k, v in g.items() if "seconds" not in k}
+    assert timeless(resumed) == timeless(smoke_glued["double_descent"])

@@ -638,7 +638,7 @@ def plot_freezing(finals: pd.DataFrame, source: str, thresholds: pd.DataFrame | 
         axes[0, j].set_title(_noise_label(noise))
         axes[1, j].set_xlabel("trainable parameters / training samples" if x == "ratio"
                               else "k = frozen layers")
-    axes[0, 0].set_ylabel(f"final test error")
+    axes[0, 0].set_ylabel("final test error")
     axes[1, 0].set_ylabel("final train error\n(noisy labels)")
     axes[0, -1].legend(fontsize=8)
     fig.suptitle(f"Freezing-wise curves, source '{source}' (mean over seeds +- 1 s.e.; "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,8 @@ def make_domain(name: str, **params) -> Domain:
     if path.exists():
         try:
             return torch.load(path, weights_only=False)
-        except Exception:  # unreadable entry (e.g. an older class layout): build it again
+        except (OSError, EOFError, RuntimeError, AttributeError, pickle.UnpicklingError):
+            # an unreadable entry (truncated, or an older class layout): build it again
             path.unlink(missing_ok=True)
     domain = build_domain(name, **params)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,18 +166,20 @@ def make_domain(name: str, **params) -> Domain:
 
 
 def build_domain(name: str, *, seen_fonts: int = 16, unseen_fonts: int = 6, per_pair: int = 3,
-                 style_chars: str = data.CHARACTERS, unseen_classes: int = 3, seen_classes: int | None = None,
+                 style_chars: str = data.CHARACTERS, unseen_classes: int = 3,
+                 seen_classes: int | None = None,
                  train_per_class: int | None = None, unseen_per_class: int | None = None,
                  resolution: int = 32, download: bool = False, seed: int = 0) -> Domain:
     """A domain by the chapter's ``domains`` parameter.
 
-    ``glyph_styles``: fonts (:func:`style_domain`, the characters ``style_chars``); ``glyphs``: characters, unseen characters;
-    ``mnist5k`` / ``digits8x8``: digit classes; ``CIFAR100``: 20 seen fine classes (set by
-    ``seen_classes``) against the flowers superclass, the paper's protocol; any other
-    torchvision set name or an ImageFolder path (e.g. a calligraphy download, one folder per
-    writer): ``unseen_classes`` drawn with ``seed``.
+    ``glyph_styles``: fonts (:func:`style_domain`, the characters ``style_chars``);
+    ``glyphs``: characters, unseen characters; ``mnist5k`` / ``digits8x8``: digit classes;
+    ``CIFAR100``: 20 seen fine classes (set by ``seen_classes``) against the flowers
+    superclass, the paper's protocol; any other torchvision set name or an ImageFolder path
+    (e.g. a calligraphy download, one folder per writer): ``unseen_classes`` drawn with
+    ``seed``.
     """
-    cap = dict(train_per_class=train_per_class, unseen_per_class=unseen_per_class, seed=seed)
+    cap = {"train_per_class": train_per_class, "unseen_per_class": unseen_per_class, "seed": seed}
     if name == "glyph_styles":
         return style_domain(seen_fonts, unseen_fonts, per_pair, resolution, style_chars,
                             seed=seed)
@@ -312,7 +316,7 @@ def measure(model, unseen: data.ImageSet, metrics=METRICS, knn_k: int | None = N
                 feats = {k: np.asarray(v) for k, v in feats.items() if k != "logits"}
             table = layerwise(feats, unseen.labels.numpy(), metrics=[metric], **opts)
             tmp = entry.with_suffix(".tmp")
-            tmp.write_text(table.to_json(orient="records"))
+            tmp.write_text(table.to_json(orient="records", double_precision=15))
             tmp.replace(entry)
         rows.append(table)
     out = pd.concat(rows, ignore_index=True)
@@ -372,7 +376,8 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
                     probe_test_fraction=probe_test_fraction, seed=seed)
     root.mkdir(parents=True, exist_ok=True)
     for m, f in files.items():
-        _write_atomic(f, table[table["metric"] == m].to_json(orient="records"))
+        _write_atomic(f, table[table["metric"] == m].to_json(orient="records",
+                                                             double_precision=15))
     _write_atomic(info_file, json.dumps(info))
     return table, info
 
@@ -403,8 +408,9 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
     jobs = [(d, m, "fine-tuned", t) for d in domains for m in members for t in trials]
     jobs += [(d, m, BASELINES[b], trials[0]) for d in domains for m in members for b in baselines]
     layers, runs = [], []
-    kw = dict(scale=scale, epochs=epochs, lr=lr, batch_size=batch_size, augment=augment,
-              metrics=metrics, knn_k=knn_k, probe_test_fraction=probe_test_fraction, seed=seed)
+    kw = {"scale": scale, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+          "augment": augment, "metrics": metrics, "knn_k": knn_k,
+          "probe_test_fraction": probe_test_fraction, "seed": seed}
     for d, m, cond, t in tqdm(jobs, desc="separability", disable=not progress):
         tag = {"domain": d.label, "model": m, "condition": cond, "trial": t}
         table, info = run_one(m, d, cond, t, **kw)
@@ -431,13 +437,14 @@ def best_layers(layers: pd.DataFrame, condition: str = "fine-tuned") -> pd.DataF
     """The best layer per (domain, model, metric) on the trial-mean curve, against the last.
 
     Columns: best_layer, best_index, n_layers, best_depth, best_value, last_value, gain
-    (best - last), is_last (is the deepest layer the best?).
+    (best - last), is_last (is the deepest layer the best?). A tie (within ``TIE``) goes to
+    the deeper layer: an inner layer counts as better only when it is strictly better.
     """
     curves = mean_curves(layers[layers["condition"] == condition]).reset_index(drop=True)
     rows = []
     for (dom, mod, met), g in curves.groupby(["domain", "model", "metric"], sort=False):
         g = g.sort_values("layer_index")
-        best = g.loc[g["value"].idxmax()]
+        best = g.loc[_deepest_argmax(g["value"])]
         last = g.iloc[-1]
         rows.append({"domain": dom, "model": mod, "metric": met, "best_layer": best["layer"],
                      "best_index": int(best["layer_index"]), "n_layers": len(g),
@@ -446,6 +453,16 @@ def best_layers(layers: pd.DataFrame, condition: str = "fine-tuned") -> pd.DataF
                      "gain": float(best["value"] - last["value"]),
                      "is_last": bool(best["layer_index"] == last["layer_index"])})
     return pd.DataFrame(rows)
+
+
+#: Values closer than this count as equal when looking for the best layer.
+TIE = 1e-9
+
+
+def _deepest_argmax(values: pd.Series):
+    """Index label of the maximum; among (near-)ties, the last one (the deepest layer)."""
+    top = values.max()
+    return values.index[(values >= top - TIE).to_numpy()][-1]
 
 
 def best_layer_table(best: pd.DataFrame) -> pd.DataFrame:
@@ -467,7 +484,8 @@ def generalization(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi"
     ``metric`` on unseen data), with the depth of the best layer."""
     sub = layers[layers["metric"] == metric].reset_index(drop=True)
     keys = ["domain", "model", "condition", "trial"]
-    idx = sub.groupby(keys, sort=False)["value"].idxmax()
+    sub = sub.sort_values(keys + ["layer_index"], kind="stable")
+    idx = sub.groupby(keys, sort=False)["value"].agg(_deepest_argmax)
     best = sub.loc[idx, keys + ["layer", "depth", "value"]].rename(
         columns={"layer": "best_layer", "depth": "best_depth", "value": f"best_{metric}"})
     last = sub[sub.groupby(keys, sort=False)["layer_index"].transform("max") == sub["layer_index"]]
@@ -626,8 +644,8 @@ def plot_accuracy_vs_generalization(gen: pd.DataFrame, metric: str = "nmi"):
     if len(axes[0]):
         leg = axes[0][-1].get_legend()
         if leg is not None:
-            leg.set_title("model (dashed: before fine-tuning)")
-            sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+            sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
+                            title="model\n(dashed: before\nfine-tuning)", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -654,8 +672,8 @@ def plot_one(layers: pd.DataFrame, model: str, domain: str, metric: str = "nmi",
         ax.plot(m.index, m.values, marker="o", color=colours[cond], lw=2,
                 ls="-" if cond == "fine-tuned" else "--", label=cond)
         if cond == "fine-tuned":
-            ax.plot(m.idxmax(), m.max(), marker="*", ms=16, color=colours[cond], zorder=5,
-                    label="best layer (fine-tuned)")
+            ax.plot(_deepest_argmax(m), m.max(), marker="*", ms=16, color=colours[cond],
+                    zorder=5, label="best layer (fine-tuned)")
     names = sub.drop_duplicates("layer_index").sort_values("layer_index")["layer"]
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (unseen)")

@@ -13,6 +13,7 @@ features, score tables) or in the shared feature cache (per-layer features).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -28,7 +29,7 @@ import torch
 from .. import cache, data, features, zoo
 from ..chapters import ROOT
 from ..data.real import _to_uint8
-from ..device import get_device
+from ..device import get_device, one_thread
 from ..metrics import face_zoo, layerwise, leep, nce, weighted_tau
 from ..models import input_spec, layer_names
 from ..train import evaluate, fit
@@ -111,6 +112,21 @@ def make_target(name: str, train_per_class: int = 30, test_per_class: int = 50,
     check_targets([name])
     if name in FULL_TARGETS:
         return torchvision_target(name, train_per_class, resolution, seed, root, download), None
+    key = cache.make_key(kind="transferability-target", name=name, train=train_per_class,
+                         test=test_per_class, resolution=resolution, n_fonts=n_fonts, seed=seed,
+                         fonts=sorted(data.find_fonts(chars="")))
+    path = _root() / f"target-{name}-{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    out = _make_embedded(name, train_per_class, test_per_class, resolution, n_fonts, seed)
+    tmp = path.with_suffix(".tmp")
+    torch.save(out, tmp)
+    tmp.replace(path)
+    return out
+
+
+def _make_embedded(name: str, train_per_class: int, test_per_class: int, resolution: int,
+                   n_fonts: int, seed: int):
     n = train_per_class + test_per_class
     if name in ("mnist", "inverted_mnist"):
         d = data.mnist5k(resolution)
@@ -333,11 +349,14 @@ def _backbone(model, x):
     return model.forward_intermediates(x, indices=[])[0]
 
 
-def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None) -> dict:
+def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
+               weights: str | None = None) -> dict:
     """``{"pre_logits": (N, D), "logits": (N, classes)}``: the representation the source head
-    sees and its output, one pass, cached (the features the transferability papers score)."""
+    sees and its output, one pass, cached (the features the transferability papers score).
+    ``weights``: the model's ``cache.weights_hash`` when the caller has it already."""
     device = get_device(device, quiet=True)
-    key = cache.make_key(kind="transferability-prelogits", weights=cache.weights_hash(model),
+    key = cache.make_key(kind="transferability-prelogits",
+                         weights=weights or cache.weights_hash(model),
                          arch=type(model).__name__, spec=input_spec(model), data=d.fingerprint)
     path = _root() / f"prelogits-{key}.npz"
     if path.exists():
@@ -359,20 +378,33 @@ def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None) -> d
     return out
 
 
+_OPTION_KEYS = {"knn": ("k",), "gbc": ("pca_dim",), "face": ("pca_dim",),
+                "probe": ("epochs", "lr", "random_state", "test_fraction", "batch_size")}
+
+
 def _metric_options(labels: np.ndarray, knn_k: int, probe_epochs: int, pca_dim: int, seed: int):
+    """Per metric of ``_LAYERWISE``, the options it takes (kNN's k capped by the smallest class)."""
     smallest = int(np.bincount(labels).min())
-    return {"k": max(1, min(knn_k, smallest - 1)), "epochs": probe_epochs, "pca_dim": pca_dim,
-            "random_state": seed, "test_fraction": 0.5, "batch_size": 64}
+    every = {"k": max(1, min(knn_k, smallest - 1)), "epochs": probe_epochs, "pca_dim": pca_dim,
+             "random_state": seed, "test_fraction": 0.5, "batch_size": 256, "lr": 1e-2}
+    return {m: {k: every[k] for k in _OPTION_KEYS.get(m, ())} for m in _LAYERWISE}
 
 
 def _raw_rows(table: pd.DataFrame) -> pd.DataFrame:
     """layerwise's names (face.variance_collapse, ...) -> our raw score names."""
     table = table[table.metric != "face.face"].copy()
+    table["source"] = table["metric"].str.split(".").str[0]
     table["metric"] = table["metric"].str.replace("face.", "", regex=False)
     return table
 
 
-def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: int = 60,
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: int = 50,
                  pca_dim: int = 64, seed: int = 0, layers: bool = True) -> tuple[pd.DataFrame,
                                                                                  pd.DataFrame]:
     """Every score of one pre-trained model on one target's training set (frozen features).
@@ -380,32 +412,37 @@ def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: 
     Returns ``(scores, per_layer)``: scores = (metric, value) on the pre-logit features plus
     LEEP and NCE from the source head's posteriors; per_layer = (layer, layer_index, depth,
     metric, value) at every layer of :func:`helpers.models.layer_names` (no LEEP/NCE there).
-    Raw values, their own signs; cached on the weights, the data and the options.
+    Raw values, their own signs. Cached per metric on the weights, the data and that metric's
+    own options, so changing e.g. ``knn_k`` recomputes only kNN (from cached features).
     """
     labels = train.labels.numpy()
     opts = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
-    key = cache.make_key(kind="transferability-scores", weights=cache.weights_hash(model),
-                         data=train.fingerprint, layers=layers, metrics=_LAYERWISE, **opts)
-    path = _root() / f"scores-{key}.csv"
-    if path.exists():
-        table = pd.read_csv(path)
-    else:
-        pl = pre_logits(model, train)
-        last = _raw_rows(layerwise({"pre_logits": pl["pre_logits"]}, labels, _LAYERWISE, **opts))
-        probs = torch.softmax(torch.as_tensor(pl["logits"], dtype=torch.float64), 1).numpy()
-        extra = pd.DataFrame({"layer": "head", "metric": ["leep", "nce"],
-                              "value": [leep(probs, labels), nce(probs.argmax(1), labels)]})
-        parts = [last.assign(layer_index=-1), extra.assign(layer_index=-1)]
+    base = {"kind": "transferability-scores", "weights": cache.weights_hash(model),
+            "data": train.fingerprint, "layers": layers}
+    paths = {m: _root() / f"scores-{m}-{cache.make_key(**base, metric=m, **opts.get(m, {}))}.csv"
+             for m in (*_LAYERWISE, "head")}
+    missing = [m for m in _LAYERWISE if not paths[m].exists()]
+    pl = None
+    if missing or not paths["head"].exists():
+        pl = pre_logits(model, train, weights=base["weights"])
+    if missing:
+        inputs = {"pre_logits": pl["pre_logits"]}
         if layers:
             feats = features.extract(model, train, progress=False)
-            per = _raw_rows(layerwise({k: v for k, v in feats.items() if k != "logits"}, labels,
-                                      _LAYERWISE, **opts))
-            order = {name: i for i, name in enumerate(layer_names(model))}
-            parts.append(per.assign(layer_index=per["layer"].map(order)))
-        table = pd.concat(parts, ignore_index=True)
-        tmp = path.with_suffix(".tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
+            inputs.update({k: v for k, v in feats.items() if k != "logits"})
+        routed = {k: v for m in missing for k, v in opts[m].items()}
+        with one_thread():
+            table = _raw_rows(layerwise(inputs, labels, missing, **routed))
+        order = {name: i for i, name in enumerate(layer_names(model))}
+        table["layer_index"] = table["layer"].map(order).fillna(-1).astype(int)
+        for m in missing:
+            _write_csv(table[table.source == m].drop(columns="source"), paths[m])
+    if not paths["head"].exists():
+        probs = torch.softmax(torch.as_tensor(pl["logits"], dtype=torch.float64), 1).numpy()
+        _write_csv(pd.DataFrame({"layer": "head", "metric": ["leep", "nce"],
+                                 "value": [leep(probs, labels), nce(probs.argmax(1), labels)],
+                                 "layer_index": -1}), paths["head"])
+    table = pd.concat([pd.read_csv(paths[m]) for m in (*_LAYERWISE, "head")], ignore_index=True)
     n_layers = len(layer_names(model))
     table["depth"] = table["layer_index"] / max(1, n_layers - 1)
     final = table[table.layer_index == -1][["metric", "value"]].reset_index(drop=True)
@@ -415,19 +452,17 @@ def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: 
 
 def score_table(members, targets: dict, scale: str = "default", progress: bool = False,
                 **options) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`score_member` for every member x target (``{name: (train, test)}``).
-
-    Returns ``(scores, per_layer)`` with member and target columns added.
-    """
+    """:func:`score_member` for every member x target (``{name: (train, test)}``), each member
+    loaded once. Returns ``(scores, per_layer)`` with member and target columns added."""
     from tqdm.auto import tqdm
 
     finals, layers = [], []
-    pairs = list(itertools.product(members, targets.items()))
-    for member, (name, (train, _)) in tqdm(pairs, desc="scores", disable=not progress):
+    for member in tqdm(members, desc="scores", disable=not progress):
         model, _ = zoo.load(member, scale, progress=False)
-        final, per_layer = score_member(model, train, **options)
-        finals.append(final.assign(member=member, target=name))
-        layers.append(per_layer.assign(member=member, target=name))
+        for name, (train, _) in targets.items():
+            final, per_layer = score_member(model, train, **options)
+            finals.append(final.assign(member=member, target=name))
+            layers.append(per_layer.assign(member=member, target=name))
     cols = ["member", "target"]
     scores = pd.concat(finals, ignore_index=True)
     per_layer = pd.concat(layers, ignore_index=True)
@@ -518,16 +553,22 @@ def null_tau(n_models: int, n_targets: int = 1, q: float = 0.95, draws: int = 20
     for one target and n_models <= 8, else Monte Carlo."""
     if n_models < 2:
         raise ValueError(f"n_models must be >= 2, got {n_models}")
+    pool = _null_pool(n_models, seed)
+    rng = np.random.default_rng(seed)
+    taus = pool if n_targets == 1 else rng.choice(pool, size=(draws, n_targets)).mean(1)
+    return float(np.quantile(taus, q))
+
+
+@functools.lru_cache(maxsize=8)
+def _null_pool(n_models: int, seed: int) -> np.ndarray:
+    """tau_w of random orderings of ``n_models``: all of them (exact) up to 8, else 5,000."""
     acc = np.arange(n_models, dtype=float)
-    if n_targets == 1 and n_models <= 8:
-        taus = np.array([weighted_tau(np.array(p, float), acc)
-                         for p in itertools.permutations(range(n_models))])
+    if n_models <= 8:
+        orders = itertools.permutations(range(n_models))
     else:
         rng = np.random.default_rng(seed)
-        pool = np.array([weighted_tau(rng.permutation(n_models).astype(float), acc)
-                         for _ in range(min(draws, 5000))])
-        taus = rng.choice(pool, size=(draws, n_targets)).mean(1)
-    return float(np.quantile(taus, q))
+        orders = (rng.permutation(n_models) for _ in range(5000))
+    return np.array([weighted_tau(np.array(p, float), acc) for p in orders])
 
 
 def align_depths(per_layer: pd.DataFrame, grid: int = 5) -> pd.DataFrame:
@@ -584,11 +625,12 @@ def plot_scatter(scores: pd.DataFrame, accuracy: pd.DataFrame, target: str, metr
         raise ValueError(f"no scores for metric {metric!r} on target {target!r}")
     tau = weighted_tau(g["value"].to_numpy(), g["accuracy"].to_numpy())
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.2, 3.8))
-    ax.scatter(g["value"], 100 * g["accuracy"], s=40, color="C0", zorder=3)
-    for _, r in g.iterrows():
-        ax.annotate(r["member"], (r["value"], 100 * r["accuracy"]), fontsize=8,
-                    xytext=(4, 3), textcoords="offset points")
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    markers = "osD^vP*Xph"
+    for i, (_, r) in enumerate(g.iterrows()):
+        ax.scatter(r["value"], 100 * r["accuracy"], s=55, marker=markers[i % len(markers)],
+                   color=f"C{i % 10}", label=r["member"], zorder=3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel(f"{SCORE_LABELS.get(metric, metric)} (frozen features)")
     ax.set_ylabel("fine-tuned accuracy (%)")
     ax.set_title(f"{target}: {SCORE_LABELS.get(metric, metric)}, tau_w = {tau:.2f}")
@@ -625,14 +667,14 @@ def plot_tau_by_depth(tau: pd.DataFrame, band: float | None = None, ax=None):
     t = tau.groupby(["rel_depth", "metric"], as_index=False)["tau"].mean()
     t["metric"] = t["metric"].map(SCORE_LABELS)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.2, 3.8))
+        _, ax = plt.subplots(figsize=(7.2, 3.8))
     sns.lineplot(data=t, x="rel_depth", y="tau", hue="metric", marker="o", ax=ax)
     if band is not None:
         ax.axhline(band, color="grey", ls="--", lw=1, label="chance, 95 %")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("relative depth of the scored layer (first = 0, last = 1)")
     ax.set_ylabel("mean tau_w over targets")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title("Which layer's features predict transfer?")
     ax.figure.tight_layout()
     return ax.figure

@@ -29,7 +29,7 @@ import torch
 
 from .. import cache, data, features, models, zoo
 from ..data import ImageSet
-from ..device import get_device
+from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
 
 #: The variables of the study, in the chapter's order.
@@ -368,18 +368,6 @@ def _cached(kind: str, key_parts: dict, compute) -> pd.DataFrame:
     return table
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Probes are thousands of tiny steps: on the CPU one thread is faster than several (whose
-    synchronisation dominates, and collapses when other processes share the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _layers(net, dataset: ImageSet, cnn_pooling: str) -> dict[str, np.ndarray]:
     pooling, norm = pooling_for(net, cnn_pooling)
     feats = features.extract(net, dataset, pooling=pooling, norm=norm, progress=False)
@@ -421,7 +409,7 @@ def probe_curves(net, member: str, sets: dict[str, ImageSet], seeds=(0, 1, 2),
         def compute(dataset=dataset):
             layers = _layers(net, dataset, cnn_pooling)
             device = get_device(quiet=True)  # probes run where the features were made
-            with _one_thread() if device.type == "cpu" else contextlib.nullcontext():
+            with one_thread() if device.type == "cpu" else contextlib.nullcontext():
                 return _probe_table(layers, dataset.labels.numpy(), seeds, train_per_class,
                                     test_per_class, device, options)
 
@@ -446,7 +434,7 @@ def geometry(net, member: str, dataset: ImageSet, cnn_pooling: str = "pool2x2",
     """
     def compute():
         layers = _layers(net, dataset, cnn_pooling)
-        with _one_thread():
+        with one_thread():
             table = layerwise(layers, dataset.labels.numpy(), metrics=GEOMETRY,
                               max_samples=max_samples)
         order = {layer: i for i, layer in enumerate(layers)}

@@ -1,0 +1,238 @@
+"""Chapter 4 (double_descent): the study functions pin down what the chapter relies on:
+parameter counts per k, nested noisy subsets, exact tail-only training, run caching, and the
+two double-descent tests on curves of known shape."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import run_chapter
+
+from helpers import data, models
+from helpers.device import one_thread
+from helpers.studies import double_descent as dd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _source(width=8, depth=4, seed=0):
+    torch.manual_seed(seed)
+    return models.create("smallcnn", 10, width=width, depth=depth, img_size=8,
+                         mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny networks train faster on one thread (and do not fight a busy CPU)."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    full = data.sklearn_digits(8)
+    return data.train_test(full, test=10, seed=0)  # pool, test (100 images)
+
+
+def test_parameter_counts_fall_by_one_equal_block_per_frozen_layer():
+    counts = dd.parameter_counts(_source(width=8, depth=4))
+    p = counts["trainable"].to_numpy()
+    assert list(counts["k"]) == [0, 1, 2, 3, 4]
+    assert (np.diff(p) < 0).all()
+    block = 9 * 8 * 8 + 2 * 8  # 3x3 conv without bias + batch norm
+    assert (-np.diff(p)[1:]).tolist() == [block, block, block]
+    assert p[-1] == 8 * 10 + 10  # only the fresh head is left
+
+
+def test_ks_crossing_interpolates_log_counts():
+    counts = pd.DataFrame({"k": [0, 1, 2], "trainable": [10_000, 1_000, 10]})
+    cross = dd.ks_crossing(counts, [1_000, 100, 5])
+    assert cross[1_000] == pytest.approx(1.0)
+    assert cross[100] == pytest.approx(1.5)
+    assert np.isnan(cross[5])
+
+
+def test_noisy_subsets_are_balanced_and_nested_across_noise_rates(digits8):
+    pool, _ = digits8
+    clean0, _, c0 = dd.noisy_subset(pool, 100, 0.0, seed=3)
+    noisy, flipped, c1 = dd.noisy_subset(pool, 100, 0.4, seed=3)
+    assert torch.equal(c0.images, c1.images) and torch.equal(c0.labels, c1.labels)
+    assert torch.equal(clean0.labels, c0.labels)
+    assert (c1.counts() == 10).all()
+    assert torch.equal(torch.as_tensor(flipped), noisy.labels != c1.labels)
+    assert 0.25 < flipped.mean() < 0.55
+    with pytest.raises(ValueError, match="multiple"):
+        dd.noisy_subset(pool, 105, 0.2)
+
+
+def _reference_run(source, k, train_set, test_set, epochs, lr, batch_size, seed):
+    """The straightforward way: the whole model, frozen prefix, every batch through it."""
+    torch.manual_seed(seed)
+    model = copy.deepcopy(source)
+    model.reset_classifier(len(train_set.classes))
+    models.freeze_first(model, k)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    spec = models.input_spec(model)
+    from helpers.features import preprocess
+
+    errs = []
+    for epoch in range(epochs):
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(len(train_set), generator=g)
+        model.train()
+        model.blocks[:k].eval()
+        for s in range(0, len(perm), batch_size):
+            idx = perm[s:s + batch_size]
+            out = model(preprocess(train_set.images[idx], spec))
+            loss = F.cross_entropy(out, train_set.labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            pred = model(preprocess(test_set.images, spec)).argmax(1)
+        errs.append((pred != test_set.labels).float().mean().item())
+    return errs, model
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_tail_training_on_cached_prefix_equals_training_the_whole_model(digits8, k):
+    pool, test = digits8
+    train_set, _, clean = dd.noisy_subset(pool, 80, 0.2, seed=1)
+    source = _source()
+    kw = dict(epochs=3, lr=3e-3, batch_size=16, seed=5)
+    hist = dd.transfer_run(source, k, train_set, test, clean.labels, **kw)
+    ref, _ = _reference_run(source, k, train_set, test, **kw)
+    np.testing.assert_allclose(hist["test_err"], ref, atol=1e-9)
+    assert hist["trainable"].iloc[0] == dd.parameter_counts(source)["trainable"][k]
+
+
+def test_a_cached_run_is_loaded_not_retrained(digits8, tmp_path, monkeypatch):
+    pool, test = digits8
+    train_set, _, clean = dd.noisy_subset(pool, 50, 0.2, seed=0)
+    f = tmp_path / "run.pt"
+    first = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, cache_file=f)
+    assert f.exists()
+    monkeypatch.setattr(dd, "_Tail", None)  # any training would fail now
+    again = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, cache_file=f)
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_an_unfrozen_network_memorizes_flipped_labels_and_the_head_alone_does_not(digits8):
+    pool, test = digits8
+    train_set, flipped, clean = dd.noisy_subset(pool, 50, 0.4, seed=2)
+    source = _source(width=16, depth=4)
+    kw = dict(epochs=60, lr=3e-3, batch_size=10, seed=0)
+    full = dd.transfer_run(source, 0, train_set, test, clean.labels, **kw)
+    head = dd.transfer_run(source, 4, train_set, test, clean.labels, **kw)
+    assert full["memorized"].iloc[-1] > 0.8 and full["train_err"].iloc[-1] < 0.1
+    assert head["memorized"].iloc[-1] < 0.3
+    no_noise = dd.transfer_run(source, 4, clean, test, clean.labels, epochs=1)
+    assert no_noise["memorized"].isna().all()
+
+
+def test_parallel_workers_give_the_same_histories_as_one_process(digits8, tmp_path, monkeypatch):
+    pool, test = digits8
+    sources = {"a": (_source(), {"name": "a", "recipe": {"seed": 0}})}
+    runs = dd.plan(["a"], [20], [0.3], [0, 1], [0, 3])
+    out = {}
+    for workers in (1, 2):
+        monkeypatch.setenv("HELPERS_CACHE", str(tmp_path / f"w{workers}"))
+        h = dd.run_plan(runs, sources, pool, test, epochs=2, batch_size=8, workers=workers,
+                        progress=False)
+        out[workers] = h.drop(columns="seconds")
+        assert len(list((tmp_path / f"w{workers}" / dd.CHAPTER).glob("*.pt"))) == len(runs)
+    pd.testing.assert_frame_equal(out[1], out[2])
+    assert set(out[1]["ratio"]) == {p / 20 for p in dd.parameter_counts(_source())
+                                    .set_index("k").loc[[0, 3], "trainable"]}
+
+
+def _finals(curve, seeds=(0, 1, 2), noise_sd=0.002):
+    rng = np.random.default_rng(0)
+    rows = [{"source": "s", "size": 100, "noise": 0.2, "seed": s, "k": k,
+             "trainable": 1000 - 100 * k, "ratio": (1000 - 100 * k) / 100,
+             "test_err": e + rng.normal(0, noise_sd), "train_err": 0.0 if k < 2 else 0.2,
+             "memorized": 1.0 if k < 2 else 0.0}
+            for s in seeds for k, e in enumerate(curve)]
+    return pd.DataFrame(rows)
+
+
+def test_freezing_wise_test_finds_an_interior_peak_but_not_a_u_shape():
+    dd_curve = dd.freezing_wise(_finals([0.10, 0.25, 0.12, 0.05, 0.30])).iloc[0]
+    assert dd_curve.shown and dd_curve.k_peak == 1 and dd_curve.sustained
+    partial = dd.freezing_wise(_finals([0.25, 0.20, 0.25, 0.05, 0.30])).iloc[0]
+    assert partial.shown and partial.k_peak == 2 and not partial.sustained
+    assert dd_curve.bump == pytest.approx(0.15, abs=0.01)  # min(.25 - .10, .25 - .05)
+    u_curve = dd.freezing_wise(_finals([0.30, 0.20, 0.10, 0.05, 0.30])).iloc[0]
+    assert not u_curve.shown and u_curve.k_best == 3
+
+
+def test_interpolation_threshold_is_the_largest_k_that_fits_the_labels():
+    t = dd.interpolation_threshold(_finals([0.1] * 5)).iloc[0]
+    assert t.k_interp == 1 and t.trainable_interp == 900 and t.ratio_interp == 9
+
+
+def _history(curve, seeds=(0, 1, 2)):
+    rng = np.random.default_rng(1)
+    return pd.DataFrame([{"source": "s", "size": 100, "noise": 0.2, "seed": s, "k": 0,
+                          "epoch": e + 1, "test_err": v + rng.normal(0, 0.003)}
+                         for s in seeds for e, v in enumerate(curve)])
+
+
+def test_epoch_wise_test_needs_a_rise_and_a_second_descent():
+    down_up_down = [0.5, 0.2, 0.1, 0.2, 0.3, 0.25, 0.2, 0.15, 0.15, 0.15, 0.15, 0.15]
+    r = dd.epoch_wise(_history(down_up_down)).iloc[0]
+    assert r.shown and r.epoch_early == 3 and r.epoch_peak == 5
+    assert r.early == pytest.approx(0.1, abs=0.01) and r.descent == pytest.approx(0.15, abs=0.01)
+    overfit = [0.5, 0.2, 0.1, 0.15, 0.2, 0.25, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    assert not dd.epoch_wise(_history(overfit)).iloc[0].shown
+    monotone = [0.5, 0.3, 0.2, 0.15, 0.12, 0.1, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04]
+    r = dd.epoch_wise(_history(monotone, seeds=(0,))).iloc[0]
+    assert not r.shown and r.rise == 0 and r.epoch_peak == r.epoch_early
+
+
+def test_plan_runs_every_setting_for_the_main_source_and_fewer_for_the_others():
+    p = dd.plan(["near", "far"], [100, 400], [0.0, 0.2], [0, 1], [0, 1, 2], compare_sizes=[400])
+    assert len(p[p.source == "near"]) == 2 * 2 * 2 * 3
+    far = p[p.source == "far"]
+    assert set(far["size"]) == {400} and set(far["noise"]) == {0.2} and len(far) == 2 * 3
+    assert len(p) == len(p.drop_duplicates())
+
+
+
+
+
+@pytest.mark.slow
+def test_rerunning_the_chapter_with_another_noise_rate_changes_its_numbers(smoke_glued, tmp_path):
+    a = smoke_glued["double_descent"]
+    b = run_chapter("double_descent", tmp_path, "noises=[0.0,0.4]")
+    assert a["dd_ew_noise"] == "20" and b["dd_ew_noise"] == "40"
+    assert a["dd_p_full"] == b["dd_p_full"]  # same network: only the noise changed
+    assert a["dd_mem_by_k"] != b["dd_mem_by_k"]
+
+
+def test_a_timm_resnet_source_goes_through_fit_and_reports_memorization(tmp_path, monkeypatch):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    full = data.sklearn_digits(16)
+    pool, test = data.train_test(full, test=5, seed=0)
+    kw = dd.arch_kwargs("resnet18", width=4)
+    assert kw == {"channels": (4, 8, 16, 32), "stem_width": 4}
+    source, report = dd.pretrain_source("resnet18", data.per_class(pool, 5), test, kw,
+                                        resolution=16, epochs=1)
+    assert report["sha256"] and 0 <= report["source_accuracy"] <= 1
+    again, _ = dd.pretrain_source("resnet18", data.per_class(pool, 5), test, kw, resolution=16,
+                                  epochs=1)  # loaded from the cache: same weights
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(),
+                                                 again.state_dict().values()))
+    train_set, flipped, clean = dd.noisy_subset(pool, 40, 0.3, seed=0)
+    h = dd.transfer_run(source, 3, train_set, test, clean.labels, epochs=2, batch_size=8,
+                        cache_file=tmp_path / "run.pt")
+    counts = dd.parameter_counts(source)
+    assert list(h.epoch) == [1, 2] and h.trainable.iloc[0] == counts.trainable[3]
+    assert 0 <= h.memorized.iloc[-1] <= 1 and np.isnan(h.memorized.iloc[0])

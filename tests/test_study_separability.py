@@ -1,0 +1,218 @@
+"""Chapter 1 (separability): domains split classes cleanly, fine-tuning and metrics are cached,
+the analysis finds the best layer, and rerunning the chapter with -p changes its output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import cache, data, models, train
+from helpers.studies import separability as S
+
+from conftest import run_chapter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_style_domain_holds_out_whole_fonts():
+    d = S.style_domain(seen_fonts=3, unseen_fonts=2, per_pair=2, chars="0AB", seed=3)
+    assert not set(d.train.classes) & set(d.unseen.classes)
+    assert d.train.classes == d.test.classes and len(d.train.classes) == 3
+    assert set(d.unseen.attrs["font"]) == set(d.unseen.classes) and len(d.unseen.classes) == 2
+    # every unseen font contributes every character per_pair times
+    assert (d.unseen.counts() == 3 * 2).all()
+    assert len(d.train) + len(d.test) == 3 * 3 * 2
+    again = S.style_domain(seen_fonts=3, unseen_fonts=2, per_pair=2, chars="0AB", seed=3)
+    assert again.unseen.fingerprint == d.unseen.fingerprint
+    other = S.style_domain(seen_fonts=3, unseen_fonts=2, per_pair=2, chars="0AB", seed=4)
+    assert other.unseen.classes != d.unseen.classes or other.train.classes != d.train.classes
+    with pytest.raises(ValueError, match="at most the"):
+        S.style_domain(seen_fonts=20, unseen_fonts=6)
+
+
+def test_embedded_domains_are_built_once_then_loaded():
+    kw = {"seen_fonts": 2, "unseen_fonts": 2, "per_pair": 1, "seed": 5}
+    a = S.make_domain("glyph_styles", **kw)
+    root = cache.cache_dir() / "separability" / "domains"
+    entries = set(root.glob("*.pt"))
+    b = S.make_domain("glyph_styles", **kw)
+    assert set(root.glob("*.pt")) == entries
+    assert a.train.fingerprint == b.train.fingerprint
+    assert a.unseen.fingerprint == b.unseen.fingerprint
+    S.make_domain("glyph_styles", **{**kw, "seed": 6})
+    assert len(set(root.glob("*.pt")) - entries) == 1
+
+
+def test_class_split_caps_images_and_keeps_unseen_classes_apart(mnist):
+    d = S.class_split_domain(mnist, "mnist5k", "digits", unseen_classes=3, train_per_class=20,
+                             unseen_per_class=15, seed=1)
+    assert len(d.unseen.classes) == 3 and len(d.train.classes) == 7
+    assert not set(d.unseen.classes) & set(d.train.classes)
+    assert (d.unseen.counts() == 15).all()
+    assert ((d.train.counts() + d.test.counts()) == 20 + round(20 * 0.25 / 0.75)).all()
+    seven = S.class_split_domain(mnist, "m", "m", 3, seen_classes=4, seed=1)
+    assert len(seven.train.classes) == 4 and set(seven.unseen.classes) == set(d.unseen.classes)
+
+
+def test_cifar_protocol_holds_out_the_flowers_and_tests_on_the_test_split():
+    names = [f"class{i}" for i in range(40)] + list(S.FLOWERS)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(len(names)), 4)
+    images = torch.from_numpy(rng.integers(0, 255, (len(labels), 3, 8, 8), dtype=np.uint8))
+    train_set = data.ImageSet(images, torch.from_numpy(labels), names, "cifar100")
+    test_set = train_set.subset(np.arange(0, len(labels), 2))
+    d = S.class_split_domain(train_set, "CIFAR100", "CIFAR", list(S.FLOWERS), 20,
+                             full_test=test_set, seed=0)
+    assert d.unseen.classes == list(S.FLOWERS)
+    assert len(d.train.classes) == 20 and d.test.classes == d.train.classes
+    assert len(d.test) == 20 * 2 and len(d.train) == 20 * 4
+
+
+def _toy_layers(values_by_trial: dict[int, list[float]], metric="nmi", model="m", domain="d"):
+    rows = []
+    for trial, values in values_by_trial.items():
+        for i, v in enumerate(values):
+            rows.append({"domain": domain, "model": model, "condition": "fine-tuned",
+                         "trial": trial, "layer": f"l{i}", "layer_index": i,
+                         "depth": i / (len(values) - 1), "metric": metric, "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_best_layer_is_found_on_the_trial_mean_and_compared_with_the_last():
+    layers = pd.concat([
+        _toy_layers({0: [.1, .6, .4], 1: [.1, .5, .6]}, model="inner"),  # mean .55 > .5
+        _toy_layers({0: [.1, .3, .9], 1: [.2, .3, .8]}, model="last"),
+    ])
+    tie = S.best_layers(_toy_layers({0: [.2, .9, .9]}, model="tie")).iloc[0]
+    assert tie["is_last"] and tie["best_layer"] == "l2"  # a tie goes to the deeper layer
+    best = S.best_layers(layers).set_index("model")
+    assert best.loc["inner", "best_layer"] == "l1" and not best.loc["inner", "is_last"]
+    assert best.loc["inner", "gain"] == pytest.approx(0.05)
+    assert best.loc["last", "is_last"] and best.loc["last", "best_value"] == pytest.approx(.85)
+    runs = pd.DataFrame([{"domain": "d", "model": m, "condition": "fine-tuned", "trial": t,
+                          "seen_accuracy": acc, "finetune_seconds": 0, "cached": False}
+                         for m, acc in (("inner", .99), ("last", .90)) for t in (0, 1)])
+    v = S.verdict(layers, runs, "nmi")
+    assert (v["not_last"], v["curves"]) == (1, 2)
+    assert (v["runs_not_last"], v["runs"]) == (1, 4)  # trial 1 of "inner" peaks at the end
+    dom = v["per_domain"]["d"]
+    assert dom["best_acc_model"] == "inner" and dom["best_gen_model"] == "last"
+    assert dom["spearman"] < 0  # the more accurate model generalizes worse here
+
+
+def test_generalization_index_is_the_max_over_layers_per_run():
+    layers = _toy_layers({0: [.2, .7, .5], 3: [.4, .3, .35]})
+    runs = pd.DataFrame({"domain": "d", "model": "m", "condition": "fine-tuned", "trial": [0, 3],
+                         "seen_accuracy": [.9, .8], "finetune_seconds": 0, "cached": False})
+    gen = S.generalization(layers, runs).set_index("trial")
+    assert gen.loc[0, "best_nmi"] == .7 and gen.loc[0, "best_layer"] == "l1"
+    assert gen.loc[3, "best_nmi"] == .4 and gen.loc[3, "best_depth"] == 0
+    assert gen.loc[3, "last_nmi"] == .35
+
+
+def test_measure_caches_each_metric_and_knn_k_changes_only_knn(mnist):
+    torch.manual_seed(0)
+    net = models.create("smallcnn", 3, width=8, depth=3, img_size=16)
+    unseen = data.resize(data.per_class(mnist.keep_classes(["0", "1", "7"]), 10, seed=0), 16)
+    first = S.measure(net, unseen, metrics=("nmi", "knn", "1nn"))
+    assert len(first) == 3 * 3 and first["value"].between(0, 1).all()
+    assert list(first[first.metric == "nmi"]["depth"]) == [0, .5, 1]
+    root = cache.cache_dir() / "separability" / "metrics"
+    entries = set(root.glob("*.json"))
+    again = S.measure(net, unseen, metrics=("nmi", "knn", "1nn"))
+    pd.testing.assert_frame_equal(first, again)
+    assert set(root.glob("*.json")) == entries  # all three came from the cache
+    small = S.measure(net, unseen, metrics=("nmi", "knn", "1nn"), knn_k=2)
+    assert len(set(root.glob("*.json")) - entries) == 1  # only kNN was recomputed
+    pd.testing.assert_frame_equal(first[first.metric != "knn"], small[small.metric != "knn"])
+    assert not np.allclose(first[first.metric == "knn"]["value"],
+                           small[small.metric == "knn"]["value"])
+
+
+def test_finetune_learns_the_seen_classes_and_reuses_its_checkpoint(mnist, monkeypatch):
+    def tiny_zoo_member(name, scale, num_classes, progress=False):  # no zoo pre-training here
+        return models.create("smallcnn", num_classes, width=16, depth=3, img_size=16), {}
+
+    monkeypatch.setattr(S.zoo, "load", tiny_zoo_member)
+    d = S.class_split_domain(data.resize(mnist, 16), "mnist5k", "digits", 3,
+                             train_per_class=30, unseen_per_class=10, seed=0)
+    kw = {"scale": "smoke", "epochs": 3, "lr": 3e-3, "batch_size": 16, "augment": False,
+          "seed": 0}
+    before = S.pretrained("tiny", 7, "smoke", seed=0)
+    _, err_before = train.evaluate(before, d.test)
+    model, info = S.finetune("tiny", d, **kw)
+    assert model.get_classifier().out_features == 7 and not info["cached"]
+    assert info["seen_accuracy"] > (1 - err_before) + 0.1  # it learned the seen classes
+    again, info2 = S.finetune("tiny", d, **kw)
+    assert info2["cached"] and info2["seen_accuracy"] == info["seen_accuracy"]
+    assert cache.weights_hash(again) == cache.weights_hash(model)
+    assert cache.weights_hash(before) != cache.weights_hash(model)
+    _, info3 = S.finetune("tiny", d, **{**kw, "seed": 1})
+    assert not info3["cached"]  # another trial seed is another fine-tuning
+
+
+def test_run_caches_every_job_and_a_rerun_builds_no_model(mnist, monkeypatch):
+    def tiny(num_classes, seed=0):
+        torch.manual_seed(seed)
+        return models.create("smallcnn", num_classes, width=16, depth=3, img_size=16)
+
+    monkeypatch.setattr(S.zoo, "load", lambda name, scale, num_classes, progress=False:
+                        (tiny(num_classes), {}))
+    monkeypatch.setattr(S, "_start_identity", lambda member, scale: "tiny-v1")
+    monkeypatch.setattr(S, "random_init", lambda m, n, scale, seed: tiny(n, seed + 100))
+    d = S.class_split_domain(data.resize(mnist, 16), "mnist5k", "digits", 3,
+                             train_per_class=15, unseen_per_class=8, seed=2)
+    kw = {"scale": "smoke", "trials": [0], "epochs": 1, "lr": 3e-3, "batch_size": 16,
+          "augment": False, "metrics": ["nmi", "knn"], "progress": False}
+    layers, runs = S.run(["tiny"], [d], **kw)
+    assert list(runs.condition) == ["fine-tuned", "pre-trained", "random init"]
+    assert len(layers) == 3 * 3 * 2 and not runs.cached.iloc[0]
+    small, _ = S.run(["tiny"], [d], knn_k=3, **kw)  # models rebuilt, fine-tuning reused
+    def nmi(t):
+        return t[t.metric == "nmi"].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(nmi(layers), nmi(small))
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a cached rerun must not build a model")
+
+    for name in ("finetune", "pretrained", "random_init"):
+        monkeypatch.setattr(S, name, boom)
+    again, runs2 = S.run(["tiny"], [d], **kw)
+    pd.testing.assert_frame_equal(layers, again)
+    assert runs2.cached.all() and runs2.seen_accuracy.iloc[0] == runs.seen_accuracy.iloc[0]
+
+
+def test_paper_numbers_are_those_of_methods_md():
+    paper = S.paper_table().set_index(["domain", "model"])
+    cal = next(k for k in S.PAPER if k.startswith("calligraphy"))
+    cif = next(k for k in S.PAPER if k.startswith("CIFAR"))
+    assert paper.loc[(cal, "PoolFormer-S12"), "unseen NMI (best layer)"] == .78
+    assert paper.loc[(cif, "Swin-T"), "unseen NMI (best layer)"] == .04
+    assert paper.loc[(cif, "PVT-T"), "seen accuracy"] == .92
+    assert len(paper) == 12
+
+
+def _executed_output(notebook: Path, marker: str) -> str:
+    """The HTML (else plain-text) output of the first code cell whose source holds ``marker``:
+    the whole table, where the plain text elides columns."""
+    nb = json.loads(notebook.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and marker in "".join(cell["source"]):
+            data = [o.get("data", {}) for o in cell.get("outputs", [])]
+            return "".join("".join(d.get("text/html", d.get("text/plain", ""))) for d in data)
+    raise AssertionError(f"no cell with {marker!r}")
+
+
+@pytest.mark.slow
+def test_rerun_with_other_knn_k_changes_the_best_layer_table(smoke_book, tmp_path):
+    run_chapter("separability", tmp_path, "knn_k=2")
+    marker = "S.best_layers(layers)"
+    a = _executed_output(smoke_book / "book" / "chapters" / "separability.ipynb", marker)
+    b = _executed_output(tmp_path / "separability.ipynb", marker)
+    assert "<table" in a and "NMI" in a and a != b

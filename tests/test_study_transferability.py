@@ -1,0 +1,229 @@
+"""Chapter 2 (transferability / FaCe): targets, fine-tuning cache, scores, tau and its noise,
+the per-layer alignment, the published tables, the full profile's names, and a rerun."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import yaml
+
+from helpers import cache, models
+from helpers.metrics import face_zoo
+from helpers.studies import transferability as study
+
+from conftest import run_chapter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _scores(values: dict[str, list[float]], members=("a", "b", "c", "d"), target="t"):
+    """Raw score rows (member, target, metric, value) from metric -> values per member."""
+    return pd.DataFrame([{"member": m, "target": target, "metric": k, "value": v}
+                         for k, vals in values.items() for m, v in zip(members, vals)])
+
+
+def _accuracy(values, members=("a", "b", "c", "d"), target="t"):
+    return pd.DataFrame({"member": list(members), "target": target, "accuracy": values})
+
+
+def test_targets_have_the_asked_sizes_and_disjoint_splits():
+    train, test = study.make_target("digits8x8", 5, 3, seed=1)
+    assert train.counts().tolist() == [5] * 10 and test.counts().tolist() == [3] * 10
+    pixels = {bytes(x.numpy()) for x in train.images}
+    assert not any(bytes(x.numpy()) in pixels for x in test.images)
+    assert train.domain == test.domain == "digits8x8"
+
+
+def test_font_styles_are_labelled_by_font_on_lowercase_glyphs():
+    train, _ = study.make_target("font_styles", 4, 2, n_fonts=3, seed=0)
+    assert len(train.classes) == 3 and set(train.attrs["font"]) == set(train.classes)
+    assert set(train.attrs["char"]) <= set("abcdefghijklmnopqrstuvwxyz")
+    other, _ = study.make_target("font_styles", 4, 2, n_fonts=3, seed=5)
+    assert other.fingerprint != train.fingerprint
+
+
+def test_unknown_target_is_refused_with_a_suggestion():
+    with pytest.raises(ValueError, match="did you mean 'mnist'"):
+        study.check_targets(["mnsit"])
+
+
+def test_tau_is_one_for_a_perfect_score_and_nc1_is_oriented():
+    acc = _accuracy([0.9, 0.8, 0.7, 0.6])
+    scores = _scores({"logme": [4, 3, 2, 1], "gbc": [1, 2, 3, 4], "nc1": [0.1, 0.2, 0.3, 0.4]})
+    tau = study.tau_table(scores, acc, ["logme", "gbc", "nc1"]).set_index("metric")["tau"]
+    assert tau["logme"] == pytest.approx(1.0)
+    assert tau["gbc"] == pytest.approx(-1.0)
+    assert tau["nc1"] == pytest.approx(1.0)  # lower NC1 = more collapsed = predicted better
+    expected = scipy.stats.weightedtau([4, 3, 2, 1], [0.9, 0.8, 0.7, 0.6]).statistic
+    assert tau["logme"] == pytest.approx(expected)
+
+
+def test_tau_matrix_is_laid_out_like_the_published_table():
+    acc = pd.concat([_accuracy([0.9, 0.8, 0.7, 0.6], target=t) for t in ("t1", "t2")])
+    scores = pd.concat([_scores({"logme": [4, 3, 2, 1], "leep": v}, target=t)
+                        for t, v in (("t1", [1, 2, 3, 4]), ("t2", [4, 3, 2, 1]))])
+    m = study.tau_matrix(study.tau_table(scores, acc, ["logme", "leep"]), ["logme", "leep"])
+    assert list(m.index) == ["LogME", "LEEP"] and list(m.columns) == ["t1", "t2", "mean"]
+    assert m.loc["LogME", "mean"] == pytest.approx(1.0)
+    assert m.loc["LEEP", "mean"] == pytest.approx(0.0)
+
+
+def test_face_is_the_zscored_sum_over_exactly_the_ranked_members():
+    vc, cf = [-5.0, -1.0, -30.0, -2.0], [-0.1, -0.5, -0.2, -0.3]
+    scores = _scores({"variance_collapse": vc, "class_fairness": cf})
+    out = study.with_face(scores)
+    face = out[out.metric == "face"].set_index("member")["value"]
+    expected = face_zoo(pd.DataFrame({"variance_collapse": vc, "class_fairness": cf}))
+    np.testing.assert_allclose(face.loc[["a", "b", "c", "d"]], expected)
+    raw = out[out.metric == "face_raw"].set_index("member")["value"]
+    np.testing.assert_allclose(raw.loc[["a", "b", "c", "d"]], np.add(vc, cf))
+    # without member c the z-scores (and so FaCe's ranking) are recomputed
+    sub = study.with_face(scores[scores.member != "c"])
+    face_sub = sub[sub.metric == "face"].set_index("member")["value"]
+    assert not np.allclose(face_sub.loc[["a", "b", "d"]], face.loc[["a", "b", "d"]])
+
+
+def test_leave_one_out_gives_one_tau_per_member_and_metric():
+    acc = _accuracy([0.9, 0.8, 0.7, 0.6])
+    scores = _scores({"logme": [4, 3, 1, 2], "variance_collapse": [1, 2, 3, 4],
+                      "class_fairness": [4, 1, 2, 3]})
+    loo = study.leave_one_out(scores, acc, ["logme", "face"])
+    assert len(loo) == 4 * 2 and set(loo.left_out) == set("abcd")
+    assert (loo.n_models == 3).all()
+    # leaving out one of the swapped pair (c, d) makes LogME perfect
+    assert loo[(loo.metric == "logme") & (loo.left_out == "c")].tau.item() == pytest.approx(1.0)
+    s = study.spread(loo)
+    assert (s["min"] <= s["max"]).all()
+
+
+def test_chance_level_is_exact_for_small_zoos_and_shrinks_with_targets():
+    acc = np.arange(4.0)
+    taus = [scipy.stats.weightedtau(np.array(p, float), acc).statistic
+            for p in itertools.permutations(range(4))]
+    assert study.null_tau(4, q=0.95) == pytest.approx(np.quantile(taus, 0.95))
+    one, mean4 = study.null_tau(7), study.null_tau(7, n_targets=4)
+    assert 0 < mean4 < one < 1
+
+
+def test_align_depths_picks_first_middle_and_last_layer_of_each_model():
+    rows = [{"member": m, "target": "t", "layer": f"l{i}", "layer_index": i, "metric": "logme",
+             "value": float(i)} for m, n in (("five", 5), ("six", 6)) for i in range(n)]
+    aligned = study.align_depths(pd.DataFrame(rows), grid=3)
+    got = aligned.groupby("member")["layer_index"].apply(list).to_dict()
+    assert got["five"] == [0, 2, 4]
+    assert got["six"][0] == 0 and got["six"][-1] == 5
+    assert sorted(aligned.rel_depth.unique()) == [0.0, 0.5, 1.0]
+
+
+@pytest.fixture
+def tiny_zoo(monkeypatch):
+    """A fresh 8-wide SmallCNN stands in for every zoo member (no pre-training)."""
+    def load(name, scale="default", num_classes=None, progress=True):
+        import torch
+
+        torch.manual_seed(0)
+        model = models.create("smallcnn", 10, width=8, depth=3, img_size=16,
+                              mean=(0.5,) * 3, std=(0.5,) * 3)
+        if num_classes is not None:
+            model.reset_classifier(num_classes)
+        return model.eval(), {"name": name}
+
+    monkeypatch.setattr(study.zoo, "load", load)
+    return load
+
+
+def test_finetune_learns_is_cached_and_drops_its_training_checkpoint(tiny_zoo):
+    train, test = study.make_target("digits8x8", 15, 10, resolution=16)
+    kw = {"epochs": 8, "lr": 1e-2, "batch_size": 16}
+    first = study.finetune("tiny", train, test, seed=3, **kw)
+    assert first["accuracy"] > 0.3 and not first["cached"]  # chance is 0.1
+    again = study.finetune("tiny", train, test, seed=3, **kw)
+    assert again["cached"] and again["accuracy"] == first["accuracy"]
+    root = cache.cache_dir() / "transferability"
+    assert not list(root.glob("ft-tiny-*.ckpt"))
+    other = study.finetune("tiny", train, test, seed=4, **{**kw, "epochs": 1})
+    assert not other["cached"]
+
+
+def test_scores_cover_every_metric_and_layer_and_are_cached(tiny_zoo):
+    train, _ = study.make_target("digits8x8", 8, 1, resolution=16)
+    model, _ = tiny_zoo("tiny")
+    final, per_layer = study.score_member(model, train, probe_epochs=3)
+    assert set(final.metric) == {"logme", "h_score", "gbc", "variance_collapse",
+                                 "class_fairness", "nc1", "knn", "probe", "leep", "nce"}
+    assert sorted(per_layer.layer_index.unique()) == [0, 1, 2]
+    assert per_layer.depth.max() == 1.0 and "leep" not in set(per_layer.metric)
+    assert (final.set_index("metric")["value"]["nce"] <= 0)
+    root = cache.cache_dir() / "transferability"
+    before = set(root.glob("scores-*.csv"))
+    again, _ = study.score_member(model, train, probe_epochs=3)
+    pd.testing.assert_frame_equal(final, again)
+    assert set(root.glob("scores-*.csv")) == before  # all read from the cache
+    other_k, _ = study.score_member(model, train, probe_epochs=3, knn_k=2)
+    new = set(root.glob("scores-*.csv")) - before
+    assert [p.name.split("-")[1] for p in new] == ["knn"]  # only kNN was recomputed
+    same = other_k.set_index("metric")["value"].drop("knn")
+    pd.testing.assert_series_equal(same, final.set_index("metric")["value"].drop("knn"))
+
+
+def test_published_tables_are_complete():
+    tau = study.published_tau()
+    assert list(tau.index) == ["LEEP", "LogME", "NLEEP", "PARC", "SFDA"]
+    assert tau.shape == (5, 12) and tau.loc["SFDA", "cifar10"] == pytest.approx(0.949)
+    acc = study.published_accuracy_for(list(study.FULL_ZOO), list(study.FULL_TARGETS))
+    assert len(acc) == 100 and acc.accuracy.between(0.5, 1).all()
+    assert (study.published_accuracy().model == "googlenet").any()
+
+
+def test_full_profile_names_resolve_in_timm_and_torchvision():
+    import timm
+    import torchvision.datasets as tvd
+
+    block = yaml.safe_load((ROOT / "notebooks/params/full.yml").read_text())["transferability"]
+    for name in block["members"]:
+        assert timm.is_model(name) and name in timm.list_pretrained(name), name
+        assert name in study.FULL_ZOO
+    for name in block["targets"]:
+        assert isinstance(getattr(tvd, name, None), type), name
+    assert not timm.is_model("googlenet")
+
+
+
+
+
+@pytest.mark.slow
+def test_rerunning_the_chapter_with_a_parameter_changes_its_output(smoke_glued, tmp_path):
+    base = smoke_glued["transferability"]
+    changed = run_chapter("transferability", tmp_path, "train_per_class=5")
+    assert base["tr_train_per_class"] == "6" and changed["tr_train_per_class"] == "5"
+    assert (base["tr_face_mean"], base["tr_acc_range"]) != (changed["tr_face_mean"],
+                                                           changed["tr_acc_range"])
+
+
+def test_torchvision_targets_decode_only_the_chosen_images(monkeypatch):
+    """The full profile's loader: split keyword, per-class cap, labels without decoding."""
+    import torchvision.datasets as tvd
+    from PIL import Image
+
+    opened = []
+
+    class FakeCIFAR:
+        def __init__(self, root, train, download):
+            assert train is True
+            self.targets = [i % 3 for i in range(30)]
+            self.classes = ["x", "y", "z"]
+
+        def __getitem__(self, i):
+            opened.append(i)
+            return Image.new("RGB", (8, 8), color=(i, i, i)), self.targets[i]
+
+    monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR)
+    train, test = study.make_target("CIFAR10", 4, 1, resolution=16, seed=0)
+    assert test is None and train.classes == ["x", "y", "z"]
+    assert train.counts().tolist() == [4, 4, 4] and len(opened) == 12
+    assert tuple(train.images.shape[1:]) == (3, 16, 16)

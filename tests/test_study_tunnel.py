@@ -1,0 +1,156 @@
+"""Chapter 3 (tunnel effect): the study functions of helpers/studies/tunnel.py.
+
+Fast tests on synthetic curves and tiny data; one slow test reruns the chapter in the smoke
+profile with another parameter and checks that its output changes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import data, models
+from helpers.studies import tunnel
+
+from conftest import run_chapter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _curves(member: str, ood: dict[str, list[float]], id_curve=(0.5, 0.7, 0.8, 0.9, 0.95),
+            seeds=(0, 1, 2), jitter: float = 0.01, chance: float = 0.1) -> pd.DataFrame:
+    """A probe-curve table like probe_curves' for one backbone, with small seed noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, curve in {"ID": list(id_curve), **ood}.items():
+        for seed in seeds:
+            noisy = np.clip(np.asarray(curve) + rng.normal(0, jitter, len(curve)), 0, 1)
+            for i, acc in enumerate(noisy):
+                rows.append({"member": member, "dataset": name, "layer": f"l{i}",
+                             "layer_index": i, "depth": i / (len(curve) - 1), "seed": seed,
+                             "accuracy": float(acc), "chance": chance})
+    return pd.DataFrame(rows)
+
+
+def test_variants_list_each_setting_once_and_name_the_default_resolution_plainly():
+    plan = tunnel.variants(["resolution", "depth"], "resnet10t", [16, 32], [], [],
+                           ["resnet10t", "resnet18"], [])
+    assert plan.member.tolist() == ["resnet10t@16", "resnet10t", "resnet10t", "resnet18"]
+    assert plan.groupby("variable").order.max().to_dict() == {"depth": 1, "resolution": 1}
+    hub = tunnel.variants(["resolution"], "resnet50.tv_in1k", [32, 224], [], [], [], [])
+    assert hub.member.tolist() == ["resnet50.tv_in1k@32", "resnet50.tv_in1k@224"]
+    with pytest.raises(ValueError, match="unknown"):
+        tunnel.variants(["colour"], "resnet10t", [16, 32], [], [], [], [])
+    with pytest.raises(ValueError, match="at least 2"):
+        tunnel.variants(["depth"], "resnet10t", [16, 32], [], [], ["resnet18"], [])
+
+
+def test_probe_split_is_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(4), [12, 15, 20, 11])
+    train, test = tunnel.probe_split(labels, 5, 3, seed=1)
+    assert not set(train) & set(test)
+    assert np.bincount(labels[train]).tolist() == [5, 5, 5, 5]
+    assert np.bincount(labels[test]).tolist() == [3, 3, 3, 3]
+    again, _ = tunnel.probe_split(labels, 5, 3, seed=1)
+    other, _ = tunnel.probe_split(labels, 5, 3, seed=2)
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+    with pytest.raises(ValueError, match="need more than"):
+        tunnel.probe_split(labels, 11, 3, seed=0)
+
+
+def test_summarize_finds_a_planted_tunnel_and_none_where_ood_follows_id():
+    curves = _curves("net", {"styles": [0.40, 0.60, 0.50, 0.40, 0.30],
+                             "digits": [0.30, 0.50, 0.60, 0.80, 0.90]})
+    s = tunnel.summarize(curves).set_index("dataset")
+    assert s.loc["styles", "pivot_layer"] == "l1"
+    assert s.loc["styles", "retained"] == pytest.approx(50, abs=3)
+    assert s.loc["styles", "strength"] == "strong"
+    assert s.loc["digits", "retained"] == 100 and s.loc["digits", "strength"] == "negligible"
+    assert s.loc["digits", "pearson"] > 0.9 > s.loc["styles", "pearson"]
+    assert 0 < s.loc["styles", "retained_sd"] < 5
+    assert s.loc["digits", "alignment"] > s.loc["styles", "alignment"]
+
+
+def test_verdicts_follow_the_papers_direction_and_its_noise():
+    infos = pd.DataFrame([
+        {"member": m, "augment": aug, "source_classes": list("0123456789"), "id_classes": 10,
+         "layers": 5, "params_M": 1.0} for m, aug in (("weak", False), ("strong", True))])
+    plan = pd.DataFrame([{"variable": "augmentation", "order": i, "member": m, "model": m,
+                          "resolution": None} for i, m in enumerate(("weak", "strong"))])
+
+    def verdict(weak, strong, plan=plan, seeds=(0, 1, 2)):
+        curves = pd.concat([_curves("weak", {"a": weak}, seeds=seeds),
+                            _curves("strong", {"a": strong}, seeds=seeds)])
+        table = tunnel.variable_table(plan, tunnel.summarize(curves), infos,
+                                      per_seed=tunnel.seed_retained(curves))
+        return table, tunnel.verdicts(table).iloc[0]
+
+    tunnel_curve, flat = [0.5, 0.8, 0.6, 0.5, 0.4], [0.5, 0.8, 0.8, 0.75, 0.72]
+    table, v = verdict(tunnel_curve, flat)
+    assert table.setting.tolist() == ["no augmentation", "augmentation"]
+    assert (table.retained_se > 0).all() and (table.retained_se < 3).all()
+    assert v.verdict == "agrees" and v.paper_low == 64.3 and v.paper_high == 78.4
+    assert v.difference == pytest.approx(40, abs=5)
+    assert verdict(tunnel_curve, flat, plan=plan.assign(order=[1, 0]))[1].verdict == "opposite"
+    assert verdict(tunnel_curve, tunnel_curve)[1].verdict == "no clear difference"
+    assert verdict(tunnel_curve, flat, seeds=(0,))[1].verdict.startswith("undetermined")
+
+
+def test_strength_bins_match_methods():
+    assert [tunnel.strength(r) for r in (100, 95, 94.9, 90, 85, 80, 79.9, 10)] == [
+        "negligible", "negligible", "weak", "weak", "medium", "medium", "strong", "strong"]
+
+
+def test_glyph_styles_are_labelled_by_font_and_cached():
+    s = tunnel.load_set("glyph_styles", resolution=16, per_class=4, style_chars="AB")
+    assert len(s.classes) == len(data.find_fonts(chars="AB")) and set(s.counts()) == {4}
+    assert s.classes == sorted(set(s.attrs["font"]))
+    assert set(s.attrs["char"]) <= {"A", "B"}
+    tic = time.perf_counter()
+    again = tunnel.load_set("glyph_styles", resolution=16, per_class=4, style_chars="AB")
+    assert again.fingerprint == s.fingerprint and time.perf_counter() - tic < 2
+    with pytest.raises(ValueError, match="did you mean 'invert'"):
+        tunnel.load_set("invrt")
+
+
+def test_torchvision_subset_draws_per_class_from_a_set_without_splits():
+    s = tunnel.torchvision_subset("FakeData", per_class=3, resolution=12, seed=0)
+    assert s.images.shape[1:] == (3, 12, 12) and s.images.dtype == torch.uint8
+    assert (s.counts() <= 3).all() and len(s.classes) == len(s.counts()) >= 2
+
+
+def test_probe_curves_read_an_easy_task_at_every_layer_and_are_cached():
+    torch.manual_seed(0)
+    net = models.create("smallcnn", 2, width=8, depth=3, img_size=16).eval()
+    n = 24
+    images = torch.zeros(2 * n, 1, 16, 16, dtype=torch.uint8)
+    images[n:, :, 4:12, 4:12] = 255  # class 1: a bright square
+    easy = data.ImageSet(images, torch.tensor([0] * n + [1] * n), ["dark", "square"], "toy")
+    shuffled = data.ImageSet(images, torch.tensor(np.random.default_rng(0).permutation(
+        [0] * n + [1] * n)), ["a", "b"], "toy-random")
+    kw = dict(seeds=(0, 1), train_per_class=8, test_per_class=10, epochs=20)
+    curves = tunnel.probe_curves(net, "toy", {"ID": easy, "random": shuffled}, **kw)
+    assert len(curves) == 2 * 3 * 2 and set(curves.chance) == {0.5}
+    assert (curves[curves.dataset == "ID"].accuracy == 1).all()
+    assert curves[curves.dataset == "random"].accuracy.mean() < 0.8
+    tic = time.perf_counter()
+    again = tunnel.probe_curves(net, "toy", {"ID": easy, "random": shuffled}, **kw)
+    assert time.perf_counter() - tic < 2
+    pd.testing.assert_frame_equal(curves, again)
+
+
+
+
+
+@pytest.mark.slow
+def test_rerunning_the_chapter_with_another_pooling_changes_its_numbers(smoke_glued, tmp_path):
+    a, b = smoke_glued["tunnel"], run_chapter("tunnel", tmp_path, "cnn_pooling=mean")
+    assert a.keys() == b.keys() and "tunnel_res_low" in a
+    assert a["tunnel_n_probes"] == b["tunnel_n_probes"]
+    numbers = ("tunnel_res_low", "tunnel_res_high")
+    assert [a[k] for k in numbers] != [b[k] for k in numbers]
