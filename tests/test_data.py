@@ -95,3 +95,20 @@ def test_mixed_sizes_are_refused(mnist):
 def test_unknown_dataset_name_suggests():
     with pytest.raises(ValueError, match="did you mean 'mnist5k'"):
         data.load("mnist5")
+
+
+def test_data_problems_are_one_clear_line(tmp_path, mnist):
+    from PIL import Image
+
+    with pytest.raises(FileNotFoundError, match="dataset path .* does not exist"):
+        data.image_folder(tmp_path / "missing")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        data.image_folder(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "x.png")
+    with pytest.raises(ValueError, match=r"empty classes \['b'\]"):
+        data.image_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"unseen classes overlap the seen ones: \['3'\]"):
+        data.split_classes(mnist, ["3", "4"], seen=["1", "2", "3"])
+    with pytest.raises(ValueError, match="class '7' is empty"):
+        data.train_test(mnist.subset(mnist.labels != 7), test=5)

@@ -58,7 +58,7 @@ def image_folder(path, resolution: int = 224) -> ImageSet:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"dataset path {path} does not exist or is not a directory")
-    ds = ImageFolder(str(path))
+    ds = ImageFolder(str(path), allow_empty=True)
     if len(ds) == 0:
         raise ValueError(f"dataset path {path} holds no images")
     counts = np.bincount(ds.targets, minlength=len(ds.classes))
