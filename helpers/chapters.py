@@ -49,6 +49,10 @@ SPEC_KEYS = {"type", "help", "min", "max", "choices", "nullable", "min_len", "al
 class ParameterError(ValueError):
     """A chapter, profile or parameter value that is not allowed; the message is one line."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows in a notebook (and plain papermill prints): the line, no stack."""
+        return [f"ParameterError: {self}"]
+
 
 @dataclass(frozen=True)
 class Chapter:

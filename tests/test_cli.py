@@ -343,3 +343,28 @@ def test_extra_names_in_the_schema_are_those_the_study_knows(chapter_id, name, n
     assert set(chapters.chapters()[chapter_id].schema[name]["also"]) == known
     with pytest.raises(ParameterError, match=f"'{name}'"):
         chapters.check(chapter_id, name, ["no_such_set"])
+
+
+@pytest.mark.parametrize("param, words", [
+    (["epochs", "ten"], ["'epochs'", "an int in [1, 100]", "got 'ten'"]),
+    (["mode", "median"], ["'mode'", "(did you mean 'mean'?)"]),
+    (["seeds", "[0, -1]"], ["'seeds'", "a list of ints >= 0"]),
+])
+def test_plain_papermill_with_a_bad_value_shows_one_line_not_a_stack(
+    tmp_path: Path, param: list[str], words: list[str]
+) -> None:
+    """The notebook's first cell refuses the value; the cell's error output is the one line."""
+    env = {**os.environ, chapters.EXTRA_CHAPTERS_ENV: str(FIXTURES)}
+    out = tmp_path / "out.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(FIXTURES / "fixture.ipynb"), str(out),
+         "-p", *param], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    errors = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "ParameterError"
+    (line,) = errors[0]["traceback"]
+    for word in words:
+        assert word in line and word in done.stderr
+    assert "chapters.py" not in done.stderr
