@@ -95,3 +95,18 @@ def verify(entry: Path) -> dict | None:
 def temp_dir(parent: Path) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=parent, prefix=".tmp-"))
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``; None if it is missing or unreadable (a killed write)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
+    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)

@@ -6,7 +6,6 @@ Chapter 2 ranks the zoo, Chapters 1, 3 and 4 start from its members.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pandas as pd
@@ -94,10 +93,9 @@ def pretrain(name: str, scale: str = "default", progress: bool = True, **overrid
     root = cache.cache_dir() / "zoo"
     weights, report_file = root / f"{name}-{key}.pt", root / f"{name}-{key}.json"
     with cache.locked(weights):
-        if weights.exists() and report_file.exists():
-            report = json.loads(report_file.read_text())
-            if report.get("sha256") == cache.file_sha256(weights):
-                return build(recipe, weights=weights).eval(), report
+        report = cache.read_json(report_file)
+        if report and weights.exists() and report.get("sha256") == cache.file_sha256(weights):
+            return build(recipe, weights=weights).eval(), report
         torch.manual_seed(recipe["seed"])
         model = build(recipe)
         train, test = source_data(recipe)
@@ -114,7 +112,7 @@ def pretrain(name: str, scale: str = "default", progress: bool = True, **overrid
         report = {"name": name, "recipe": recipe, "source_accuracy": 1 - err,
                   "train_images": len(train), "train_seconds": seconds,
                   "history": history.to_dict("records"), "sha256": cache.file_sha256(weights)}
-        report_file.write_text(json.dumps(report, indent=1))
+        cache.write_json(report_file, report)
         (root / f"{name}-{key}.ckpt").unlink(missing_ok=True)
     return model.eval(), report
 

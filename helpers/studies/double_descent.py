@@ -110,24 +110,23 @@ def pretrain_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: 
                              mean=zoo.MEAN, std=zoo.STD, **kwargs)
 
     with cache.locked(weights):
-        if weights.exists() and meta.exists():
-            import json
-
-            return build(weights).eval(), json.loads(meta.read_text())
+        report = cache.read_json(meta)
+        if report and weights.exists() and report.get("sha256") == cache.file_sha256(weights):
+            return build(weights).eval(), report
         torch.manual_seed(seed)
         model = build()
         hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
                          augment=True, seed=seed, checkpoint=root / f"{arch}-{key}.ckpt",
                          progress=progress)
         model.cpu()
-        torch.save(model.state_dict(), weights)
-        import json
-
+        tmp = weights.with_suffix(".pt.tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(weights)
         report = {"name": f"{arch}@{train_set.domain}", "recipe": {"arch": arch, **kwargs,
                   "data": train_set.domain, "epochs": epochs}, "sha256": cache.file_sha256(weights),
                   "source_accuracy": 1 - float(hist["test_err"].iloc[-1]),
                   "train_images": len(train_set)}
-        meta.write_text(json.dumps(report, indent=1, default=str))
+        cache.write_json(meta, report)
         (root / f"{arch}-{key}.ckpt").unlink(missing_ok=True)
     return model.eval(), report
 
