@@ -149,7 +149,8 @@ print(time.perf_counter() - tic)
     rerun = run("nmi,knn,1nn", 9)
     return {"benchmark": "first run / analysis-only rerun (zoo member + features + metrics)",
             "ours_s": rerun, "baseline_s": first, "ratio": first / rerun, "target": ">= 10",
-            "met": first / rerun >= 10, "sizes": "resnet10t default zoo (6,336 images, 3 epochs), 432 glyph images"}
+            "met": first / rerun >= 10,
+            "sizes": "resnet10t default zoo (6,336 images, 3 epochs), 432 glyph images"}
 
 
 def bench_memory(n: int) -> dict:

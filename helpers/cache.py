@@ -105,8 +105,14 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def write_json(path: Path, obj: dict) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
-    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temp file of this process, then a rename."""
+    path = Path(path)
+    tmp = path.with_suffix(f"{path.suffix}.tmp{os.getpid()}")
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    write_atomic(path, json.dumps(obj, indent=1, default=str))

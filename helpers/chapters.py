@@ -214,9 +214,9 @@ def describe(spec: Mapping[str, Any]) -> str:
     }
     kinds = [words[k] for k in base.split("|")]
     noun, plural = " or ".join(k[0] for k in kinds), " or ".join(k[1] for k in kinds)
-    where = "; ".join([", ".join(spec.get("also", []))] * bool(spec.get("also"))
-                      + [k[2] for k in kinds if k[2]])
-    where = f" ({where})" if where else ""
+    sources = [", ".join(spec["also"])] if spec.get("also") else []
+    sources += [k[2] for k in kinds if k[2]]
+    where = f" ({'; '.join(sources)})" if sources else ""
     lo, hi = spec.get("min"), spec.get("max")
     bound = ""
     if lo is not None and hi is not None:

@@ -376,16 +376,10 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
                     probe_test_fraction=probe_test_fraction, seed=seed)
     root.mkdir(parents=True, exist_ok=True)
     for m, f in files.items():
-        _write_atomic(f, table[table["metric"] == m].to_json(orient="records",
+        cache.write_atomic(f, table[table["metric"] == m].to_json(orient="records",
                                                              double_precision=15))
-    _write_atomic(info_file, json.dumps(info))
+    cache.write_atomic(info_file, json.dumps(info))
     return table, info
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def run(members, domains, *, scale: str = "default", trials=(0,),
