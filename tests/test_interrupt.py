@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent("""
     s = data.per_class(data.mnist5k(), 30)
     ckpt = sys.argv[2] if sys.argv[2] != "-" else None
     train.fit(model, s, s, epochs=4, lr=3e-3, batch_size=16, augment=True, checkpoint=ckpt,
-              progress=False)
+              checkpoint_every=0, progress=False)
     torch.save(model.state_dict(), sys.argv[1])
 """)
 

@@ -38,7 +38,7 @@ def test_interrupted_then_resumed_fit_equals_uninterrupted(small_set, tmp_path, 
     ckpt = tmp_path / "run.ckpt"
     monkeypatch.setattr(train, "evaluate", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        train.fit(_model(), small_set, small_set, checkpoint=ckpt, **kw)
+        train.fit(_model(), small_set, small_set, checkpoint=ckpt, checkpoint_every=0, **kw)
     monkeypatch.setattr(train, "evaluate", real)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
 
@@ -47,6 +47,39 @@ def test_interrupted_then_resumed_fit_equals_uninterrupted(small_set, tmp_path, 
     for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), n
     assert h1.drop(columns="seconds").equals(h2.drop(columns="seconds"))
+
+
+def test_checkpoints_are_spaced_in_time_but_the_last_epoch_is_always_saved(small_set, tmp_path,
+                                                                          monkeypatch):
+    saves = []
+    real = train._save
+    monkeypatch.setattr(train, "_save", lambda path, state: (saves.append(state["epoch"]),
+                                                             real(path, state)))
+    kw = dict(epochs=3, batch_size=32, progress=False)
+    train.fit(_model(), small_set, checkpoint=tmp_path / "a.ckpt", checkpoint_every=3600, **kw)
+    assert saves == [3]
+    train.fit(_model(), small_set, checkpoint=tmp_path / "b.ckpt", checkpoint_every=0, **kw)
+    assert saves == [3, 1, 2, 3]
+
+
+def test_optimizers_are_fused_and_match_the_per_tensor_loop():
+    for name, cls in (("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam),
+                      ("sgd", torch.optim.SGD)):
+        a, b = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+        b.load_state_dict(a.state_dict())
+        fused = train.make_optimizer(name, a.parameters(), lr=0.1, weight_decay=0.01)
+        loop = cls(b.parameters(), lr=0.1, weight_decay=0.01, foreach=False,
+                   **({"momentum": 0.9} if name == "sgd" else {}))
+        assert fused.defaults["fused"]
+        x = torch.randn(16, 6)
+        for _ in range(3):
+            for m, opt in ((a, fused), (b, loop)):
+                opt.zero_grad()
+                m(x).square().mean().backward()
+                opt.step()
+        torch.testing.assert_close(a.weight, b.weight)
+    with pytest.raises(ValueError, match="optimizer"):
+        train.make_optimizer("lion", a.parameters(), lr=0.1)
 
 
 def test_finished_checkpoint_returns_without_training(small_set, tmp_path):

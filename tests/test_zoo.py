@@ -49,3 +49,16 @@ def test_a_truncated_report_or_weights_file_is_rebuilt_not_a_crash():
     weights.write_bytes(weights.read_bytes()[:1000])
     third, report3 = zoo.pretrain("resnet10t", **kw)
     assert report3["sha256"] == report["sha256"]
+
+
+def test_pretrain_many_trains_in_workers_and_the_cache_serves_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    members = ["smallcnn", "resnet10t"]
+    zoo.pretrain_many(members, "smoke", workers=2)
+    reports = [zoo._cached_report(m, zoo.spec(m, "smoke")) for m in members]
+    assert all(r and r["name"] == m for r, m in zip(reports, members))
+    tic = time.perf_counter()
+    table = zoo.table(members, "smoke", progress=False, workers=2)  # nothing left to train
+    assert time.perf_counter() - tic < 10
+    assert list(table.member) == members
+    assert list(table.train_seconds) == [r["train_seconds"] for r in reports]

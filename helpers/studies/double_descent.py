@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from .. import cache, data, models, train, zoo
 from ..data import ImageSet
+from ..device import parallel_map
 from ..features import preprocess
 
 CHAPTER = "double_descent"
@@ -309,8 +310,7 @@ def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: Image
         tail = _Tail(model, k)
         tr, te = _Inputs(model, k, train_set.images), _Inputs(model, k, test_set.images)
         params = [p for p in tail.parameters() if p.requires_grad]
-        opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
-               else torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay))
+        opt = train.make_optimizer(optimizer, params, lr=lr, weight_decay=weight_decay)
         rows = []
         for epoch in range(epochs):
             tic = time.perf_counter()
@@ -373,8 +373,7 @@ def plan(sources: Sequence[str], sizes: Sequence[int], noises: Sequence[float],
 
 
 def _job(model, k, train_set, test_set, clean, cfg, cache_file):
-    """One run in a single-threaded worker process (top level, so that it pickles)."""
-    torch.set_num_threads(1)
+    """One run (a module function, so that worker processes can run it)."""
     return transfer_run(model, k, train_set, test_set, clean, cache_file=cache_file, **cfg)
 
 
@@ -411,13 +410,10 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
               f"({len(jobs) - len(todo)} cached)", flush=True)
     tic = time.perf_counter()
     if workers > 1 and len(todo) > 1:
-        from joblib import Parallel, delayed
-
         # longest runs first, so that the workers finish together
         todo = sorted(todo, key=lambda j: -(j[0].size * (6 - min(j[0].k, 5))))
-        Parallel(n_jobs=workers, backend="loky")(
-            delayed(_job)(m, r.k, noisy, test, clean.labels, cfg, f)
-            for r, m, noisy, clean, f in todo)
+        parallel_map(_job, [(m, r.k, noisy, test, clean.labels, cfg, f)
+                            for r, m, noisy, clean, f in todo], workers)
     elif todo:
         before = torch.get_num_threads()
         if threads:

@@ -27,6 +27,7 @@ import seaborn as sns
 import torch
 
 from .. import cache, data, features, models, train, zoo
+from ..device import parallel_map
 from ..metrics import layerwise
 
 #: CIFAR-100's "flowers" superclass: the paper's unseen classes for CIFAR.
@@ -227,9 +228,11 @@ def random_init(member: str, num_classes: int, scale: str = "default", seed: int
     return models.create(member, num_classes).eval()
 
 
-def source_table(members, scale: str = "default") -> pd.DataFrame:
+def source_table(members, scale: str = "default", workers: int = 1) -> pd.DataFrame:
     """Where each model starts from: architecture, parameters, source task and its accuracy
-    (zoo members: glyph characters, pre-trained here; other names: timm's hub weights)."""
+    (zoo members: glyph characters, pre-trained here in ``workers`` processes; other names:
+    timm's hub weights)."""
+    zoo.pretrain_many(members, scale, workers)
     rows = []
     for m in members:
         if m in zoo.names():
@@ -386,28 +389,29 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
         baselines=("pretrained", "random"),
         epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
         metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
-        seed: int = 0, progress: bool = True):
-    """The whole study: (layers, runs) DataFrames (:func:`run_one` for every job).
+        seed: int = 0, workers: int = 1, progress: bool = True):
+    """The whole study: (layers, runs) DataFrames (:func:`run_one` for every job, in
+    ``workers`` one-thread processes, the zoo first: ``helpers.device.parallel_map``).
 
     layers: domain, model, condition, trial, layer, layer_index, depth, metric, value.
     runs: domain, model, condition, trial, seen_accuracy, finetune_seconds, cached.
     One fine-tuning per (domain, member, trial seed); the baselines once per (domain, member),
     the random init with the first trial's seed.
     """
-    from tqdm.auto import tqdm
-
     for b in baselines:
         if b not in BASELINES:
             raise ValueError(f"baselines: {b!r} is not one of {list(BASELINES)}")
     jobs = [(d, m, "fine-tuned", t) for d in domains for m in members for t in trials]
     jobs += [(d, m, BASELINES[b], trials[0]) for d in domains for m in members for b in baselines]
-    layers, runs = [], []
     kw = {"scale": scale, "epochs": epochs, "lr": lr, "batch_size": batch_size,
           "augment": augment, "metrics": metrics, "knn_k": knn_k,
           "probe_test_fraction": probe_test_fraction, "seed": seed}
-    for d, m, cond, t in tqdm(jobs, desc="separability", disable=not progress):
+    zoo.pretrain_many(members, scale, workers)
+    results = parallel_map(run_one, [(m, d, cond, t) for d, m, cond, t in jobs], workers,
+                           label="separability" if progress else None, **kw)
+    layers, runs = [], []
+    for (d, m, cond, t), (table, info) in zip(jobs, results, strict=True):
         tag = {"domain": d.label, "model": m, "condition": cond, "trial": t}
-        table, info = run_one(m, d, cond, t, **kw)
         layers.append(table.assign(**tag))
         runs.append({**tag, "seen_accuracy": info["seen_accuracy"],
                      "finetune_seconds": info["seconds"], "cached": info["cached"]})

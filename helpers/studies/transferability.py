@@ -29,7 +29,7 @@ import torch
 from .. import cache, data, features, zoo
 from ..chapters import ROOT
 from ..data.real import _to_uint8
-from ..device import get_device, one_thread
+from ..device import get_device, one_thread, parallel_map
 from ..metrics import face_zoo, layerwise, leep, nce, weighted_tau
 from ..models import input_spec, layer_names
 from ..train import evaluate, fit
@@ -251,17 +251,23 @@ def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: s
 
 
 def finetune_table(members, targets: dict, seeds=(0,), scale: str = "default",
-                   **settings) -> pd.DataFrame:
-    """Fine-tune every member on every target (``{name: (train, test)}``) for every seed.
+                   workers: int = 1, **settings) -> pd.DataFrame:
+    """Fine-tune every member on every target (``{name: (train, test)}``) for every seed, in
+    ``workers`` one-thread processes (``helpers.device.parallel_map``), the zoo first.
 
     One row per run: member, target, seed, accuracy, train_seconds, cached.
     """
-    rows = []
-    for (name, (train, test)), member, seed in itertools.product(targets.items(), members, seeds):
-        r = finetune(member, train, test, scale=scale, seed=seed, **settings)
-        rows.append({k: r[k] for k in ("member", "target", "seed", "accuracy", "train_seconds",
-                                       "cached")})
-    return pd.DataFrame(rows)
+    zoo.pretrain_many(members, scale, workers)
+    jobs = [(member, train, test, seed, scale, settings) for (name, (train, test)), member, seed
+            in itertools.product(targets.items(), members, seeds)]
+    results = parallel_map(_finetune_job, jobs, workers, label="fine-tuning")
+    keys = ("member", "target", "seed", "accuracy", "train_seconds", "cached")
+    return pd.DataFrame([{k: r[k] for k in keys} for r in results])
+
+
+def _finetune_job(member, train, test, seed, scale, settings):
+    """One :func:`finetune` (a module function, so that worker processes can run it)."""
+    return finetune(member, train, test, scale=scale, seed=seed, **settings)
 
 
 def mean_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
@@ -269,9 +275,11 @@ def mean_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.groupby(["member", "target"], as_index=False, sort=False)["accuracy"].mean()
 
 
-def member_table(members, scale: str = "default") -> pd.DataFrame:
+def member_table(members, scale: str = "default", workers: int = 1) -> pd.DataFrame:
     """One row per member: architecture, parameters, source classes and source accuracy (zoo
-    members, pre-trained or loaded from the cache), or the timm checkpoint (full profile)."""
+    members, pre-trained in ``workers`` processes or loaded from the cache), or the timm
+    checkpoint (full profile)."""
+    zoo.pretrain_many(members, scale, workers)
     rows = []
     for member in members:
         if member in zoo.names():
