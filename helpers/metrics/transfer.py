@@ -52,7 +52,8 @@ def leep(source_probs: ArrayLike, labels: ArrayLike) -> float:
     onehot = torch.nn.functional.one_hot(codes, len(classes)).to(torch.float64)
     joint = onehot.T @ probs  # (C, Cs), P(y, z) up to 1/N
     cond = joint / joint.sum(0).clamp_min(torch.finfo(torch.float64).tiny)  # P(y | z)
-    return float(((probs * cond[codes]).sum(1)).log().mean())
+    expected = probs @ cond.T  # (N, C): sum_z theta(z)_i P(y | z) for every target class y
+    return float(expected.gather(1, codes[:, None]).log().mean())
 
 
 def nce(source_labels: ArrayLike, labels: ArrayLike) -> float:
