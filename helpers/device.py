@@ -89,6 +89,10 @@ def _single_threaded(fn, args, kwargs, env):
     return fn(*args, **kwargs)
 
 
+def _numbered(i, fn, args, kwargs, env):
+    return i, _single_threaded(fn, args, kwargs, env)
+
+
 def parallel_map(fn, jobs, workers: int = 1, label: str | None = None, **kwargs) -> list:
     """``[fn(*job, **kwargs) for job in jobs]``, run by ``workers`` single-threaded processes.
 
@@ -118,10 +122,11 @@ def parallel_map(fn, jobs, workers: int = 1, label: str | None = None, **kwargs)
     from joblib import Parallel, delayed
 
     env = {k: os.environ[k] for k in _ENVIRONMENT if k in os.environ}
-    results = Parallel(n_jobs=min(workers, len(jobs)), backend="loky", return_as="generator")(
-        delayed(_single_threaded)(fn, job, kwargs, env) for job in jobs)
-    out = []
-    for i, result in enumerate(results):
-        out.append(result)
-        report(i)
+    results = Parallel(n_jobs=min(workers, len(jobs)), backend="loky",
+                       return_as="generator_unordered")(
+        delayed(_numbered)(i, fn, job, kwargs, env) for i, job in enumerate(jobs))
+    out = [None] * len(jobs)
+    for done, (i, result) in enumerate(results):
+        out[i] = result
+        report(done)
     return out

@@ -2,6 +2,7 @@
 
 import operator
 import os
+import time
 
 import pytest
 import torch
@@ -15,6 +16,13 @@ def test_parallel_map_keeps_job_order_and_runs_one_thread_worker_processes():
     assert device.parallel_map(torch.get_num_threads, [()] * 2, workers=2) == [1, 1]
     assert os.getpid() not in device.parallel_map(os.getpid, [()] * 3, workers=2)
     assert device.parallel_map(os.getpid, [()] * 2, workers=1) == [os.getpid()] * 2
+
+
+def test_results_keep_job_order_when_a_later_job_finishes_first(capsys):
+    nap = lambda seconds: (time.sleep(seconds), seconds)[1]  # noqa: E731
+    assert device.parallel_map(nap, [(1.5,), (0.0,), (0.1,)], workers=2, label="naps") == [
+        1.5, 0.0, 0.1]
+    assert "naps: 3/3 done" in capsys.readouterr().out
 
 
 def test_parallel_workers_use_the_callers_cache_of_now(monkeypatch, tmp_path):
