@@ -93,19 +93,29 @@ def _numbered(i, fn, args, kwargs, env):
     return i, _single_threaded(fn, args, kwargs, env)
 
 
-def parallel_map(fn, jobs, workers: int = 1, label: str | None = None, **kwargs) -> list:
+def parallel_map(fn, jobs, workers: int = 1, label: str | None = None,
+                 cached_first: bool = False, **kwargs) -> list:
     """``[fn(*job, **kwargs) for job in jobs]``, run by ``workers`` single-threaded processes.
 
     On a 2-core CPU, two one-thread processes train small models at batch 16-32 about 2x faster
     than one process on two threads (bench/RESULTS.md). ``fn`` must be importable (a module
     function). With one worker, one job or a GPU, the jobs run here, in order. ``label``
-    prints one line per finished job. Chapters 1, 2 and 4 run their independent trainings so.
+    prints one line per finished job. With ``cached_first``, ``fn(*job, cached_only=True)``
+    runs here first and only the jobs it returns None for (not cached) go to the workers, so a
+    rerun starts no process. Chapters 1, 2 and 4 run their independent trainings so.
     """
     import time
 
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     jobs = [tuple(j) for j in jobs]
+    if cached_first:
+        out = [fn(*job, cached_only=True, **kwargs) for job in jobs]
+        todo = [i for i, r in enumerate(out) if r is None]
+        for i, r in zip(todo, parallel_map(fn, [jobs[i] for i in todo], workers, label, **kwargs),
+                        strict=True):
+            out[i] = r
+        return out
     tic = time.perf_counter()
 
     def report(i):

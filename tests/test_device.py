@@ -25,6 +25,18 @@ def test_results_keep_job_order_when_a_later_job_finishes_first(capsys):
     assert "naps: 3/3 done" in capsys.readouterr().out
 
 
+def test_cached_first_sends_only_the_misses_to_the_workers():
+    def job(x, cached_only=False):
+        if cached_only:
+            return ("cached", x) if x % 2 == 0 else None
+        return ("computed", x, os.getpid())
+
+    out = device.parallel_map(job, [(x,) for x in range(5)], workers=2, cached_first=True)
+    assert [o[:2] for o in out] == [("cached", 0), ("computed", 1), ("cached", 2),
+                                    ("computed", 3), ("cached", 4)]
+    assert os.getpid() not in {o[2] for o in out if o[0] == "computed"}
+
+
 def test_parallel_workers_use_the_callers_cache_of_now(monkeypatch, tmp_path):
     device.parallel_map(os.getpid, [()] * 2, workers=2)  # start (or reuse) the workers
     monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))

@@ -340,12 +340,13 @@ def _start_identity(member: str, scale: str) -> str:
 def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: str = "default",
             epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
             metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
-            seed: int = 0):
+            seed: int = 0, cached_only: bool = False):
     """(layers table, info) of one model in one ``condition`` on one domain.
 
     ``condition``: "fine-tuned" (seed ``trial``), "pre-trained" or "random init" (seed
     ``trial``). Results are cached per metric on everything that determines them, so a rerun
-    loads no model at all unless a metric or a setting changed.
+    loads no model at all unless a metric or a setting changed. ``cached_only``: None instead
+    of computing anything.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
@@ -366,6 +367,8 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
         table = pd.concat([pd.DataFrame(json.loads(f.read_text())) for f in files.values()],
                           ignore_index=True)
         return table, info
+    if cached_only:
+        return None
     n_seen = len(domain.train.classes)
     if condition == "fine-tuned":
         model, info = finetune(member, domain, scale=scale, epochs=epochs, lr=lr,
@@ -408,7 +411,7 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
           "probe_test_fraction": probe_test_fraction, "seed": seed}
     zoo.pretrain_many(members, scale, workers)
     results = parallel_map(run_one, [(m, d, cond, t) for d, m, cond, t in jobs], workers,
-                           label="separability" if progress else None, **kw)
+                           label="separability" if progress else None, cached_first=True, **kw)
     layers, runs = [], []
     for (d, m, cond, t), (table, info) in zip(jobs, results, strict=True):
         tag = {"domain": d.label, "model": m, "condition": cond, "trial": t}

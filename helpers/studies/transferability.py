@@ -215,13 +215,14 @@ def _model_id(member: str, scale: str) -> str:
 def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: str = "default",
              epochs: int = 4, lr: float = 5e-4, batch_size: int = 64, weight_decay: float = 0.05,
              augment: bool = False, seed: int = 0, keep_weights: bool = False,
-             progress: bool = False) -> dict:
+             progress: bool = False, cached_only: bool = False) -> dict | None:
     """Fine-tune every parameter of ``member`` (fresh head) on ``train``; top-1 accuracy on ``test``.
 
     AdamW, cosine schedule (``helpers.train.fit``). The result is cached (a JSON file keyed on
     the member's weights, both data sets, every setting and the seed); the training checkpoint
     lets an interrupted run resume and is removed once the run is done (``keep_weights`` keeps
-    the fine-tuned weights). Chapter 2 ranks these accuracies.
+    the fine-tuned weights). ``cached_only``: the cached result or None, never training.
+    Chapter 2 ranks these accuracies.
     """
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size,
                 "weight_decay": weight_decay, "augment": augment, "seed": seed}
@@ -229,6 +230,10 @@ def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: s
                          train=train.fingerprint, test=test.fingerprint, **settings)
     stem = _root() / f"ft-{member}-{train.domain}-{key}"
     result_file = stem.with_suffix(".json")
+    if cached_only:
+        if not result_file.exists():
+            return None
+        return {**json.loads(result_file.read_text()), "cached": True}
     with cache.locked(stem):
         if result_file.exists():
             return {**json.loads(result_file.read_text()), "cached": True}
@@ -260,14 +265,15 @@ def finetune_table(members, targets: dict, seeds=(0,), scale: str = "default",
     zoo.pretrain_many(members, scale, workers)
     jobs = [(member, train, test, seed, scale, settings) for (name, (train, test)), member, seed
             in itertools.product(targets.items(), members, seeds)]
-    results = parallel_map(_finetune_job, jobs, workers, label="fine-tuning")
+    results = parallel_map(_finetune_job, jobs, workers, label="fine-tuning", cached_first=True)
     keys = ("member", "target", "seed", "accuracy", "train_seconds", "cached")
     return pd.DataFrame([{k: r[k] for k in keys} for r in results])
 
 
-def _finetune_job(member, train, test, seed, scale, settings):
+def _finetune_job(member, train, test, seed, scale, settings, cached_only: bool = False):
     """One :func:`finetune` (a module function, so that worker processes can run it)."""
-    return finetune(member, train, test, scale=scale, seed=seed, **settings)
+    return finetune(member, train, test, scale=scale, seed=seed, cached_only=cached_only,
+                    **settings)
 
 
 def mean_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
