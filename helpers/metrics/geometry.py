@@ -90,7 +90,7 @@ def _numerical_rank(
     else:
         gen = torch.Generator().manual_seed(random_state)
         rows = torch.randperm(stats.n, generator=gen)[:max_samples].to(stats.device)
-        sample = stats.x64[rows]
+        sample = stats.x[rows].to(torch.float64)  # the sampled rows only
         lam = squared_singular_values(sample - sample.mean(0))
     return int((lam > rtol * lam.max()).sum())
 
