@@ -116,3 +116,21 @@ def write_atomic(path: Path, text: str) -> None:
 def write_json(path: Path, obj: dict) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     write_atomic(path, json.dumps(obj, indent=1, default=str))
+
+
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically: a temp file of this process, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f"{path.suffix}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def verified_report(report_file: Path, weights: Path) -> dict | None:
+    """The JSON report of a finished training whose ``weights`` file still has the sha256 the
+    report recorded; None when either is missing, truncated or changed."""
+    report = read_json(report_file)
+    if report and Path(weights).exists() and report.get("sha256") == file_sha256(weights):
+        return report
+    return None

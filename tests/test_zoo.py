@@ -55,7 +55,7 @@ def test_pretrain_many_trains_in_workers_and_the_cache_serves_them(monkeypatch, 
     monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
     members = ["smallcnn", "resnet10t"]
     zoo.pretrain_many(members, "smoke", workers=2)
-    reports = [zoo._cached_report(m, zoo.spec(m, "smoke")) for m in members]
+    reports = [cache.verified_report(*zoo._files(m, zoo.spec(m, "smoke"))[::-1]) for m in members]
     assert all(r and r["name"] == m for r, m in zip(reports, members))
     tic = time.perf_counter()
     table = zoo.table(members, "smoke", progress=False, workers=2)  # nothing left to train

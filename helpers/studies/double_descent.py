@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import string
 import time
 from collections.abc import Sequence
@@ -111,8 +110,8 @@ def pretrain_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: 
                              mean=zoo.MEAN, std=zoo.STD, **kwargs)
 
     with cache.locked(weights):
-        report = cache.read_json(meta)
-        if report and weights.exists() and report.get("sha256") == cache.file_sha256(weights):
+        report = cache.verified_report(meta, weights)
+        if report:
             return build(weights).eval(), report
         torch.manual_seed(seed)
         model = build()
@@ -120,9 +119,7 @@ def pretrain_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: 
                          augment=True, seed=seed, checkpoint=root / f"{arch}-{key}.ckpt",
                          progress=progress)
         model.cpu()
-        tmp = weights.with_suffix(".pt.tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(weights)
+        cache.save_atomic(model.state_dict(), weights)
         report = {"name": f"{arch}@{train_set.domain}", "recipe": {"arch": arch, **kwargs,
                   "data": train_set.domain, "epochs": epochs}, "sha256": cache.file_sha256(weights),
                   "source_accuracy": 1 - float(hist["test_err"].iloc[-1]),
@@ -336,11 +333,7 @@ def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: Image
         state = tail.state_dict()
     hist["trainable"] = trainable
     if cache_file is not None:
-        cache_file = Path(cache_file)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"history": hist.to_dict("records"), "state": state}, tmp)
-        tmp.replace(cache_file)
+        cache.save_atomic({"history": hist.to_dict("records"), "state": state}, cache_file)
     return hist
 
 

@@ -14,7 +14,6 @@ changes only analysis parameters (a metric, kNN's k) reuses the models and the e
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import time
 from dataclasses import dataclass
@@ -159,10 +158,7 @@ def make_domain(name: str, **params) -> Domain:
             # an unreadable entry (truncated, or an older class layout): build it again
             path.unlink(missing_ok=True)
     domain = build_domain(name, **params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(domain, tmp)
-    tmp.replace(path)
+    cache.save_atomic(domain, path)
     return domain
 
 

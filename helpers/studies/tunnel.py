@@ -180,10 +180,8 @@ def _cached_set(kind: str, parts: dict, build) -> ImageSet:
             except Exception:  # a truncated file: build it again
                 path.unlink()
         out = build()
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save({"images": out.images, "labels": out.labels, "classes": out.classes,
-                    "domain": out.domain, "attrs": out.attrs}, tmp)
-        tmp.replace(path)
+        cache.save_atomic({"images": out.images, "labels": out.labels, "classes": out.classes,
+                           "domain": out.domain, "attrs": out.attrs}, path)
     return out
 
 
