@@ -2,8 +2,10 @@
 
 Synthetic Gaussian classes (N=10,000, D=512, 10 classes, fixed seed, float32). Each metric is timed
 (median of `--repeats` runs, time.perf_counter) next to a reference: sklearn NearestNeighbors /
-KMeans / LogisticRegression, the per-class-SVD LogME loop of You et al., python loops for NC1,
-H-score, GBC, FaCe, LEEP and NCE, numpy SVDs for the ranks, Kornblith et al.'s Gram-matrix CKA.
+KMeans, the probe's AdamW protocol with nn.Linear and torch.optim.AdamW (and, for information,
+sklearn's L-BFGS LogisticRegression: another protocol), the per-class-SVD LogME loop of You et
+al., python loops for NC1, H-score, GBC, FaCe, LEEP and NCE, numpy SVDs for the ranks, Kornblith
+et al.'s Gram-matrix CKA.
 
     python bench/metrics.py [results.json] [--repeats 3] [--k 100] [--threads 1] [--only knn logme]
 """
@@ -71,6 +73,29 @@ def ref_probe(x, y, test):
         warnings.simplefilter("ignore")  # lbfgs at sklearn's default max_iter=100 may not converge
         clf = LogisticRegression().fit(scaler.transform(x[~test]), y[~test])
     return clf.score(scaler.transform(x[test]), y[test])
+
+
+def ref_probe_adamw(xtr, ytr, xte, epochs=30, lr=1e-3, weight_decay=1e-4, batch_size=256):
+    """The tunnel paper's probe protocol the usual way: nn.Linear, autograd, torch.optim.AdamW.
+
+    Returns the test predictions and the weight (tests/test_metrics.py checks ours against it).
+    """
+    xtr, xte = torch.as_tensor(xtr, dtype=torch.float32), torch.as_tensor(xte, dtype=torch.float32)
+    mean, std = xtr.mean(0), xtr.std(0, correction=0)
+    xtr, xte = (xtr - mean) / std, (xte - mean) / std
+    ytr = torch.as_tensor(ytr)
+    lin = torch.nn.Linear(xtr.shape[1], int(ytr.max()) + 1)
+    torch.nn.init.zeros_(lin.weight), torch.nn.init.zeros_(lin.bias)
+    opt = torch.optim.AdamW(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xtr), generator=gen).split(batch_size):
+            loss = torch.nn.functional.cross_entropy(lin(xtr[idx]), ytr[idx], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return lin(xte).argmax(1).numpy(), lin.weight.detach().numpy()
 
 
 def ref_logme(x, y):
@@ -211,7 +236,11 @@ def cases(data: dict, device: str, k: int) -> dict:
         f"knn_purity (k={k})": (lambda: M.knn_purity(xt, yt, k), lambda: ref_knn(x, y, k)),
         "loo_1nn": (lambda: M.loo_1nn(xt, yt), lambda: ref_knn(x, y, 1)),
         "nmi_kmeans (n_init=10)": (lambda: M.nmi_kmeans(xt, yt), lambda: ref_nmi(x, y)),
-        "linear_probe": (
+        "linear_probe (AdamW protocol)": (
+            lambda: M.linear_probe(xt[~mask], yt[~mask], xt[mask], yt[mask]),
+            lambda: float((ref_probe_adamw(x[~test], y[~test], x[test])[0] == y[test]).mean()),
+        ),
+        "linear_probe vs sklearn L-BFGS": (
             lambda: M.linear_probe(xt[~mask], yt[~mask], xt[mask], yt[mask]),
             lambda: ref_probe(x, y, test),
         ),

@@ -16,6 +16,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from bench.metrics import ref_probe_adamw
 from helpers import metrics as M
 from helpers.device import one_thread
 from helpers.metrics.separability import fit_softmax_regression, nmi_score
@@ -293,6 +294,26 @@ def test_numerical_rank_wide_matrix_uses_gram_path():
     assert M.numerical_rank(x) == 5
 
 
+@pytest.mark.parametrize("d", [257, 300, 512])
+def test_block_gram_matches_numpy_product(d):
+    from helpers.metrics._stats import gram
+
+    x = np.random.default_rng(d).normal(size=(600, d))
+    g = gram(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(g, x.T @ x, rtol=0, atol=1e-12 * np.abs(x.T @ x).max())
+    upper = np.triu_indices(d, 128)  # entries outside the diagonal blocks are exact mirrors
+    np.testing.assert_array_equal(g[upper], g.T[upper])
+
+
+def test_spectral_metrics_match_numpy_beyond_the_block_width():
+    x = np.random.default_rng(14).normal(size=(700, 300)) * np.linspace(0.1, 3, 300)
+    s = np.linalg.svd(x, compute_uv=False)
+    p = s / s.sum() + 1e-7
+    assert M.rankme(x) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-10)
+    y = np.arange(700) % 5
+    assert M.h_score(x, y) == pytest.approx(ref_h_score(x, y), rel=1e-8)
+
+
 def test_rankme_matches_numpy_svd(data):
     s = np.linalg.svd(data[0], compute_uv=False)
     p = s / s.sum() + 1e-7
@@ -325,31 +346,11 @@ def test_linear_probe_close_to_sklearn_logistic_regression():
     assert acc == pytest.approx(ref_acc, abs=0.04)
 
 
-def torch_optim_probe(xtr, ytr, xte, yte, epochs, lr=1e-3, weight_decay=1e-4, batch_size=256):
-    """The same protocol with autograd, F.cross_entropy(label_smoothing) and torch.optim.AdamW."""
-    xtr, xte = torch.as_tensor(xtr, dtype=torch.float32), torch.as_tensor(xte, dtype=torch.float32)
-    mean, std = xtr.mean(0), xtr.std(0, correction=0)
-    xtr, xte = (xtr - mean) / std, (xte - mean) / std
-    ytr = torch.as_tensor(ytr)
-    lin = torch.nn.Linear(xtr.shape[1], int(ytr.max()) + 1)
-    torch.nn.init.zeros_(lin.weight), torch.nn.init.zeros_(lin.bias)
-    opt = torch.optim.AdamW(lin.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xtr), generator=gen).split(batch_size):
-            loss = torch.nn.functional.cross_entropy(lin(xtr[idx]), ytr[idx], label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        return lin(xte).argmax(1).numpy(), lin.weight.detach().numpy()
-
-
 def test_linear_probe_matches_torch_optim_adamw_training():
     x, y = gaussian_classes(n=600, d=16, c=4, sep=0.3, seed=18)
     perm = np.random.default_rng(1).permutation(len(y))
     x, y = x[perm], y[perm]
-    pred, weight = torch_optim_probe(x[:400], y[:400], x[400:], y[400:], epochs=20, batch_size=64)
+    pred, weight = ref_probe_adamw(x[:400], y[:400], x[400:], epochs=20, batch_size=64)
     xs = torch.as_tensor(x[:400], dtype=torch.float32)
     xs = (xs - xs.mean(0)) / xs.std(0, correction=0)
     ours, _ = fit_softmax_regression(xs, torch.as_tensor(y[:400]), 4, epochs=20, batch_size=64)

@@ -11,15 +11,14 @@ from .separability import knn_purity, linear_probe, loo_1nn, nmi_kmeans
 from .transfer import face, face_zoo, gbc, h_score, leep, logme, nce, weighted_tau
 
 
-
 def available() -> list[str]:
     """Metric names that :func:`layerwise` and the chapters' ``metric`` parameters accept."""
     return list(METRICS)
 
 
 __all__ = [
-    "available",
     "METRICS",
+    "available",
     "face",
     "face_zoo",
     "gbc",

@@ -13,6 +13,7 @@ import torch
 from ._validate import ArrayLike, as_features, encode_labels
 
 _BLOCK_ELEMENTS = 2**24  # distance-matrix entries per block (64 MiB in float32)
+_GRAM_BLOCK = 128  # column-block width of the CPU Gram (measured best of 64 / 128 / 256)
 
 
 def rank_cut(s2: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -26,6 +27,24 @@ def rank_cut(s2: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return s2 > s2.max() * eps * max(shape)
 
 
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """x^T x. On the CPU from the upper block triangle (column blocks of 128), then mirrored.
+
+    BLAS behind torch has no symmetric product: blocks save 10-35 % of the time at D >= 384
+    (bench/RESULTS.md). The lower blocks are copies of the upper ones, so the result is symmetric
+    except within the diagonal blocks (each entry still one dot product).
+    """
+    d = x.shape[1]
+    if x.device.type != "cpu" or d <= 2 * _GRAM_BLOCK:
+        return x.T @ x
+    g = x.new_empty(d, d)
+    for a in range(0, d, _GRAM_BLOCK):
+        b = min(a + _GRAM_BLOCK, d)
+        g[a:b, a:] = x[:, a:b].T @ x[:, a:]
+        g[b:, a:b] = g[a:b, b:].T
+    return g
+
+
 def right_spectrum(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared singular values (descending) and right singular vectors (D, r) of `x`.
 
@@ -33,7 +52,7 @@ def right_spectrum(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     n, d = x.shape
     if n > d:
-        s2, v = torch.linalg.eigh(x.T @ x)
+        s2, v = torch.linalg.eigh(gram(x))
         return s2.flip(0).clamp_min(0), v.flip(1)
     _, s, vh = torch.linalg.svd(x, full_matrices=False)
     return s**2, vh.T
@@ -43,7 +62,7 @@ def squared_singular_values(x: torch.Tensor) -> torch.Tensor:
     """Squared singular values (descending) of `x`, without vectors: Gram eigenvalues or svdvals."""
     n, d = x.shape
     if n > d:
-        return torch.linalg.eigvalsh(x.T @ x).flip(0).clamp_min(0)
+        return torch.linalg.eigvalsh(gram(x)).flip(0).clamp_min(0)
     return torch.linalg.svdvals(x) ** 2
 
 
@@ -67,18 +86,17 @@ class LayerStats:
     def x64(self) -> torch.Tensor:
         return self.x.to(torch.float64)
 
-    @cached_property
-    def onehot(self) -> torch.Tensor:
-        """(N, C) float64 indicator matrix; class sums are one matmul away."""
-        return torch.nn.functional.one_hot(self.codes, self.n_classes).to(torch.float64)
+    def class_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """(C, K) per-class sums of the rows of `values` (N, K)."""
+        return values.new_zeros(self.n_classes, values.shape[1]).index_add_(0, self.codes, values)
 
     @cached_property
     def counts(self) -> torch.Tensor:
-        return self.onehot.sum(0)
+        return torch.bincount(self.codes, minlength=self.n_classes).to(torch.float64)
 
     @cached_property
     def class_sums(self) -> torch.Tensor:
-        return self.onehot.T @ self.x64
+        return self.class_sum(self.x64)
 
     @cached_property
     def class_means(self) -> torch.Tensor:

@@ -37,7 +37,7 @@ def as_features(features: ArrayLike, name: str = "features") -> torch.Tensor:
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name} must not be empty; got shape {tuple(t.shape)}")
     t = t if t.dtype == torch.float64 else t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
+    if not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):  # NaN propagates
         raise ValueError(f"{name} contain NaN or Inf values")
     return t
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ._stats import LayerStats, rank_cut, squared_singular_values
+from ._stats import LayerStats, gram, rank_cut, squared_singular_values
 from ._validate import ArrayLike, as_features, check_positive_int
 
 _RANKME_EPS = 1e-7  # Garrido et al. 2023
@@ -61,7 +61,7 @@ def linear_cka(x: ArrayLike, y: ArrayLike) -> float:
         cross = (a * b).sum()
     else:
         cross = ((b.T @ a) ** 2).sum()
-        a, b = a.T @ a, b.T @ b
+        a, b = gram(a), gram(b)
     denom = torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b)
     if denom == 0:
         raise ValueError("x and y must both vary across rows (a constant layer has no CKA)")
@@ -75,7 +75,7 @@ def _nc1(stats: LayerStats) -> float:
     keep = rank_cut(s**2, tuple(between.shape))
     v, s = vh[keep].T, s[keep]
     within = stats.x64 @ v - (stats.class_means @ v)[stats.codes]  # (N, r), no N x D temporary
-    sw = (stats.onehot.T @ within**2 / stats.counts[:, None]).mean(0)  # v_j^T Sigma_W v_j
+    sw = (stats.class_sum(within**2) / stats.counts[:, None]).mean(0)  # v_j^T Sigma_W v_j
     return float((sw / s**2).sum())  # Sigma_B^+ = C V diag(1/s^2) V^T, times 1/C
 
 

@@ -132,7 +132,7 @@ def _probe_split(
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
     test = stratified_mask(stats.codes, test_fraction, random_state)
-    if int(stats.onehot[~test].sum(0).min()) == 0:
+    if int(torch.bincount(stats.codes[~test], minlength=stats.n_classes).min()) == 0:
         raise ValueError("test_fraction leaves a class without training samples; lower it")
     return _probe(
         stats.x[~test],
@@ -265,11 +265,12 @@ def _probe(
     **fit_options,
 ) -> float:
     xtr, xte = xtr.to(torch.float32), xte.to(torch.float32)
-    mean, std = xtr.mean(0), xtr.std(0, correction=0).clamp_min(1e-8)
+    std, mean = torch.std_mean(xtr, 0, correction=0)
+    std = std.clamp_min(1e-8)
     weight, bias = fit_softmax_regression(
-        (xtr - mean) / std, ytr, n_classes, random_state=random_state, **fit_options
+        (xtr - mean).div_(std), ytr, n_classes, random_state=random_state, **fit_options
     )
-    pred = torch.addmm(bias, (xte - mean) / std, weight.T).argmax(1)
+    pred = torch.addmm(bias, (xte - mean).div_(std), weight.T).argmax(1)
     return float((pred == yte).to(torch.float64).mean())
 
 
@@ -284,35 +285,36 @@ def fit_softmax_regression(
     batch_size: int = 256,
     random_state: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight (C, D), bias) from zero init; closed-form gradients p - q (q: smoothed targets), AdamW."""
+    """(weight (C, D), bias) from zero init: closed-form gradients p - q (q: smoothed targets), AdamW.
+
+    Weight and bias are one (C, D + 1) matrix against x with a column of ones (AdamW treats every
+    entry alike, bias included, as torch.optim.AdamW on an nn.Linear), so a step is two matrix
+    products and a few element-wise updates.
+    """
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     targets = (
         F.one_hot(y, n_classes).to(x.dtype) * (1 - label_smoothing) + label_smoothing / n_classes
     )
-    params = [x.new_zeros(n_classes, x.shape[1]), x.new_zeros(n_classes)]
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    x = torch.cat([x, x.new_ones(len(x), 1)], 1)
+    w = x.new_zeros(n_classes, x.shape[1])
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.AdamW's defaults
     gen = torch.Generator().manual_seed(random_state)
+    x_epoch, q_epoch = torch.empty_like(x), torch.empty_like(targets)  # reused: no page faults
     step = 0
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen).to(x.device)
-        batches = zip(
-            x.index_select(0, perm).split(batch_size),
-            targets.index_select(0, perm).split(batch_size),
-            strict=True,
-        )
-        for xb, qb in batches:
+        torch.index_select(x, 0, perm, out=x_epoch)
+        torch.index_select(targets, 0, perm, out=q_epoch)
+        for xb, qb in zip(x_epoch.split(batch_size), q_epoch.split(batch_size), strict=True):
             step += 1
-            g = (torch.addmm(params[1], xb, params[0].T).softmax(1) - qb) / len(xb)
-            for p, grad, (m, v) in zip(params, (g.T @ xb, g.sum(0)), moments, strict=True):
-                _adamw_update(p, grad, m, v, step, lr, weight_decay)
-    return params[0], params[1]
-
-
-def _adamw_update(p, grad, m, v, step, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8) -> None:
-    """One in-place AdamW step (Loshchilov & Hutter 2019), as torch.optim.AdamW with its defaults."""
-    p.mul_(1 - lr * weight_decay)
-    m.lerp_(grad, 1 - betas[0])
-    v.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
-    denom = (v / (1 - betas[1] ** step)).sqrt_().add_(eps)
-    p.addcdiv_(m, denom, value=-lr / (1 - betas[0] ** step))
+            g = (xb @ w.T).softmax(1).sub_(qb)
+            grad = torch.addmm(w, g.T, xb, beta=0, alpha=1 / len(xb))  # mean gradient
+            # AdamW (Loshchilov & Hutter 2019) in place, as torch.optim.AdamW
+            w.mul_(1 - lr * weight_decay)
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = v.sqrt().div_(math.sqrt(1 - beta2**step)).add_(eps)
+            w.addcdiv_(m, denom, value=-lr / (1 - beta1**step))
+    return w[:, :-1], w[:, -1]

@@ -49,8 +49,7 @@ def leep(source_probs: ArrayLike, labels: ArrayLike) -> float:
     if bool((probs < 0).any()):
         raise ValueError("source_probs must be non-negative softmax posteriors")
     codes, classes = encode_labels(labels, len(probs), probs.device, features_name="source_probs")
-    onehot = torch.nn.functional.one_hot(codes, len(classes)).to(torch.float64)
-    joint = onehot.T @ probs  # (C, Cs), P(y, z) up to 1/N
+    joint = probs.new_zeros(len(classes), probs.shape[1]).index_add_(0, codes, probs)  # N P(y, z)
     cond = joint / joint.sum(0).clamp_min(torch.finfo(torch.float64).tiny)  # P(y | z)
     expected = probs @ cond.T  # (N, C): sum_z theta(z)_i P(y | z) for every target class y
     return float(expected.gather(1, codes[:, None]).log().mean())
@@ -179,8 +178,8 @@ def _class_log_bc(stats: LayerStats, pca_dim: int) -> torch.Tensor:
     pca_dim = check_positive_int(pca_dim, "pca_dim")
     _, v = stats.cov_spectrum
     z = stats.centred @ v[:, :pca_dim]
-    means = stats.onehot.T @ z / stats.counts[:, None]
-    var = (stats.onehot.T @ (z - means[stats.codes]) ** 2 / stats.counts[:, None]).clamp_min(
+    means = stats.class_sum(z) / stats.counts[:, None]
+    var = (stats.class_sum((z - means[stats.codes]) ** 2) / stats.counts[:, None]).clamp_min(
         _GBC_MIN_VARIANCE
     )
     avg = (var[:, None, :] + var[None, :, :]) / 2
