@@ -124,11 +124,7 @@ def extract(model, data: ImageSet, layers="all", pooling: str = "auto", batch_si
     names = [layer_names(model)[i] for i in indices]
     how = resolve_pooling(model, pooling)
     spec = input_spec(model)
-    amp = autocast(device)
-    key = cache.make_key(kind="features", weights=cache.weights_hash(model),
-                         arch=type(model).__name__, layers=names, pooling=how, norm=norm,
-                         transform=describe_transform(spec), data=data.fingerprint,
-                         dtype=str(getattr(amp, "fast_dtype", "float32")))
+    key = cache_key(model, data, layers, pooling, norm, device)
     root = cache.cache_dir() / "features"
     entry = root / key
     if not use_cache:
@@ -143,8 +139,33 @@ def extract(model, data: ImageSet, layers="all", pooling: str = "auto", batch_si
             files = [f"{i}.npy" for i in range(len(names) + 1)]
             os.remove(partial / "done.json")
             cache.commit(partial, entry, files, {"layers": names + ["logits"], "n": len(data)})
-    return {name: np.load(entry / f"{i}.npy", mmap_mode="r")
-            for i, name in enumerate(names + ["logits"])}
+    return _open(entry, names + ["logits"])
+
+
+def cache_key(model, data: ImageSet, layers="all", pooling: str = "auto", norm: bool = False,
+              device=None) -> str:
+    """The cache entry of ``extract(model, data, ...)``: weights, architecture, layers, pooling,
+    transform, data and dtype. Keep it to :func:`load` the features without the model."""
+    names = [layer_names(model)[i] for i in _layer_indices(model, layers)]
+    amp = autocast(get_device(device))
+    return cache.make_key(kind="features", weights=cache.weights_hash(model),
+                          arch=type(model).__name__, layers=names,
+                          pooling=resolve_pooling(model, pooling), norm=norm,
+                          transform=describe_transform(input_spec(model)), data=data.fingerprint,
+                          dtype=str(getattr(amp, "fast_dtype", "float32")))
+
+
+def load(key: str) -> dict[str, np.ndarray] | None:
+    """The features ``extract`` cached under ``key`` (:func:`cache_key`), or None when that
+    entry is absent or fails its checksums: an analysis-only rerun needs no model."""
+    entry = cache.cache_dir() / "features" / key
+    with cache.locked(entry):
+        meta = cache.verify(entry) if entry.exists() else None
+    return None if meta is None else _open(entry, meta["layers"])
+
+
+def _open(entry: Path, names: list[str]) -> dict[str, np.ndarray]:
+    return {name: np.load(entry / f"{i}.npy", mmap_mode="r") for i, name in enumerate(names)}
 
 
 class _Writer:

@@ -4,6 +4,7 @@ the analysis finds the best layer, and rerunning the chapter with -p changes its
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import cache, data, models, train
+from helpers import cache, data, features, models, train
 from helpers.studies import separability as S
 
 from conftest import run_chapter
@@ -172,20 +173,36 @@ def test_run_caches_every_job_and_a_rerun_builds_no_model(mnist, monkeypatch):
     layers, runs = S.run(["tiny"], [d], **kw)
     assert list(runs.condition) == ["fine-tuned", "pre-trained", "random init"]
     assert len(layers) == 3 * 3 * 2 and not runs.cached.iloc[0]
-    small, _ = S.run(["tiny"], [d], knn_k=3, **kw)  # models rebuilt, fine-tuning reused
-    def nmi(t):
-        return t[t.metric == "nmi"].reset_index(drop=True)
-
-    pd.testing.assert_frame_equal(nmi(layers), nmi(small))
+    builders = {name: getattr(S, name) for name in ("finetune", "pretrained", "random_init")}
 
     def boom(*args, **kwargs):
-        raise AssertionError("a cached rerun must not build a model")
+        raise AssertionError("an analysis-only rerun must not build a model")
 
-    for name in ("finetune", "pretrained", "random_init"):
+    for name in builders:
         monkeypatch.setattr(S, name, boom)
+    small, _ = S.run(["tiny"], [d], knn_k=3, **kw)  # new k: the cached features, no model
+
+    def metric(t, m):
+        return t[t.metric == m].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(metric(layers, "nmi"), metric(small, "nmi"))
+    assert not np.allclose(metric(layers, "knn")["value"], metric(small, "knn")["value"])
     again, runs2 = S.run(["tiny"], [d], **kw)
     pd.testing.assert_frame_equal(layers, again)
     assert runs2.cached.all() and runs2.seen_accuracy.iloc[0] == runs.seen_accuracy.iloc[0]
+    evicted = [e for e in (cache.cache_dir() / "features").iterdir() if e.is_dir()]
+    for entry in evicted:  # features evicted: the next rerun builds the models again
+        shutil.rmtree(entry)
+    for name, fn in builders.items():
+        monkeypatch.setattr(S, name, fn)
+    redo, _ = S.run(["tiny"], [d], knn_k=2, **kw)
+    assert len(evicted) == 3 and all(e.is_dir() for e in evicted)
+    pd.testing.assert_frame_equal(metric(layers, "nmi"), metric(redo, "nmi"))
+    model, _ = S.finetune("tiny", d, scale="smoke", epochs=1, lr=3e-3, batch_size=16,
+                          augment=False, seed=0)  # its features extracted afresh
+    direct = features.layer_table(model, d.unseen, metrics=["knn"], k=3)
+    ft = small[(small.condition == "fine-tuned") & (small.metric == "knn")]
+    np.testing.assert_allclose(ft["value"], direct["value"])
 
 
 def test_paper_numbers_are_those_of_methods_md():

@@ -297,7 +297,15 @@ def measure(model, unseen: data.ImageSet, metrics=METRICS, knn_k: int | None = N
     (the paper's k = images per class, self excluded). Each metric's values are cached on
     disk, keyed on the weights, the data, the pooling and the metric's options.
     """
-    weights = cache.weights_hash(model)
+    return _measure(cache.weights_hash(model), unseen,
+                    lambda: features.extract(model, unseen, pooling=pooling, progress=False),
+                    metrics, knn_k, probe_test_fraction, pooling, seed)
+
+
+def _measure(weights: str, unseen: data.ImageSet, get_features, metrics, knn_k,
+             probe_test_fraction, pooling, seed) -> pd.DataFrame:
+    """:func:`measure` given the weights' hash and a function returning the layers' features
+    (called once, only when a metric is not cached)."""
     root = cache.cache_dir() / "separability" / "metrics"
     root.mkdir(parents=True, exist_ok=True)
     feats = None
@@ -311,12 +319,9 @@ def measure(model, unseen: data.ImageSet, metrics=METRICS, knn_k: int | None = N
             table = pd.DataFrame(json.loads(entry.read_text()))
         else:
             if feats is None:
-                feats = features.extract(model, unseen, pooling=pooling, progress=False)
-                feats = {k: np.asarray(v) for k, v in feats.items() if k != "logits"}
+                feats = {k: np.asarray(v) for k, v in get_features().items() if k != "logits"}
             table = layerwise(feats, unseen.labels.numpy(), metrics=[metric], **opts)
-            tmp = entry.with_suffix(".tmp")
-            tmp.write_text(table.to_json(orient="records", double_precision=15))
-            tmp.replace(entry)
+            cache.write_atomic(entry, table.to_json(orient="records", double_precision=15))
         rows.append(table)
     out = pd.concat(rows, ignore_index=True)
     order = {layer: i for i, layer in enumerate(dict.fromkeys(out["layer"]))}
@@ -340,9 +345,10 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     """(layers table, info) of one model in one ``condition`` on one domain.
 
     ``condition``: "fine-tuned" (seed ``trial``), "pre-trained" or "random init" (seed
-    ``trial``). Results are cached per metric on everything that determines them, so a rerun
-    loads no model at all unless a metric or a setting changed. ``cached_only``: None instead
-    of computing anything.
+    ``trial``). Results are cached per metric on everything that determines them, and the job
+    remembers its features' cache entry: a rerun with new analysis settings (k of kNN, the
+    metric list) measures the cached features and builds no model. ``cached_only``: None
+    instead of training or extracting.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
@@ -358,11 +364,18 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     files = {m: root / (cache.make_key(job=job, metric=m, options=metric_options(
         m, knn_k, probe_test_fraction, seed)) + ".json") for m in metrics}
     info_file = root / f"{job}.json"
-    if info_file.exists() and all(f.exists() for f in files.values()):
-        info = {**json.loads(info_file.read_text()), "cached": True}
+    kw = {"metrics": metrics, "knn_k": knn_k, "probe_test_fraction": probe_test_fraction,
+          "pooling": "auto", "seed": seed}
+    info = cache.read_json(info_file)
+    if info is not None and all(f.exists() for f in files.values()):
         table = pd.concat([pd.DataFrame(json.loads(f.read_text())) for f in files.values()],
                           ignore_index=True)
-        return table, info
+        return table, {**info, "cached": True}
+    feats = features.load(info["features"]) if info and "features" in info else None
+    if feats is not None:  # analysis only: new metrics of the cached features
+        table = _measure(info["weights"], domain.unseen, lambda: feats, **kw)
+        _write_job(files, table)
+        return table, {**info, "cached": True}
     if cached_only:
         return None
     n_seen = len(domain.train.classes)
@@ -374,14 +387,21 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
         make = pretrained if condition == "pre-trained" else random_init
         model = make(member, n_seen, scale, seed=trial)
         info = {"seen_accuracy": float("nan"), "seconds": 0.0, "cached": False}
-    table = measure(model, domain.unseen, metrics=metrics, knn_k=knn_k,
-                    probe_test_fraction=probe_test_fraction, seed=seed)
-    root.mkdir(parents=True, exist_ok=True)
+    info["weights"] = cache.weights_hash(model)
+    table = _measure(info["weights"], domain.unseen,
+                     lambda: features.extract(model, domain.unseen, progress=False), **kw)
+    info["features"] = features.cache_key(model, domain.unseen)
+    _write_job(files, table)
+    cache.write_atomic(info_file, json.dumps(info))
+    return table, info
+
+
+def _write_job(files: dict, table: pd.DataFrame) -> None:
+    """One job's values, one JSON file per metric."""
+    next(iter(files.values())).parent.mkdir(parents=True, exist_ok=True)
     for m, f in files.items():
         cache.write_atomic(f, table[table["metric"] == m].to_json(orient="records",
                                                              double_precision=15))
-    cache.write_atomic(info_file, json.dumps(info))
-    return table, info
 
 
 def run(members, domains, *, scale: str = "default", trials=(0,),
