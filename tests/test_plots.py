@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-
-from helpers import plots  # noqa: E402
+from helpers import plots
 
 
 def test_image_grid_tiles_the_chosen_images_with_their_class_names(small_set):
