@@ -157,7 +157,8 @@ def test_finetune_learns_the_seen_classes_and_reuses_its_checkpoint(mnist, monke
     assert not info3["cached"]  # another trial seed is another fine-tuning
 
 
-def test_run_caches_every_job_and_a_rerun_builds_no_model(mnist, monkeypatch):
+def test_run_caches_every_job_and_a_rerun_builds_no_model(mnist, monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))  # this test counts cache entries
     def tiny(num_classes, seed=0):
         torch.manual_seed(seed)
         return models.create("smallcnn", num_classes, width=16, depth=3, img_size=16)
