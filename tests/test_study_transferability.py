@@ -227,3 +227,11 @@ def test_torchvision_targets_decode_only_the_chosen_images(monkeypatch):
     assert test is None and train.classes == ["x", "y", "z"]
     assert train.counts().tolist() == [4, 4, 4] and len(opened) == 12
     assert tuple(train.images.shape[1:]) == (3, 16, 16)
+
+
+def test_a_target_torchvision_cannot_download_gets_a_clear_message(tmp_path):
+    """StanfordCars: torchvision raises on download=True even when the files are there."""
+    with pytest.raises(FileNotFoundError, match=r"StanfordCars .*by hand .*vision/issues/7545"):
+        study.torchvision_target("StanfordCars", 5, root=tmp_path, download=True)
+    with pytest.raises(FileNotFoundError, match=r"CIFAR10 is not under .*download=true"):
+        study.torchvision_target("CIFAR10", 5, root=tmp_path, download=False)

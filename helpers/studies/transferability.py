@@ -61,6 +61,10 @@ FULL_TARGETS = {
     "Food101": "food", "OxfordIIITPet": "pets", "SUN397": "sun397",
 }
 
+#: Targets torchvision can no longer download (it raises even when the files are present):
+#: where to get them by hand.
+MANUAL_DOWNLOAD = {"StanfordCars": "https://github.com/pytorch/vision/issues/7545"}
+
 #: Full profile: timm checkpoint -> the benchmark's (torchvision) model name. googlenet is not
 #: in timm; timm's mnasnet_100 and mobilenetv2_100 are not torchvision's weights (nearest).
 FULL_ZOO = {
@@ -175,14 +179,21 @@ def torchvision_target(name: str, per_class: int, resolution: int = 224, seed: i
         raise ValueError(f"torchvision target must be one of {list(FULL_TARGETS)}, got {name!r}")
     root = str(Path(root or Path.home() / ".cache" / "torchvision").expanduser())
     cls = getattr(tvd, name)
-    kw = {"root": root, "download": download}
+    kw = {"root": root, "download": download and name not in MANUAL_DOWNLOAD}
     if name in ("CIFAR10", "CIFAR100"):
         kw["train"] = True
     elif name in ("FGVCAircraft", "OxfordIIITPet"):
         kw["split"] = "trainval"
     elif name in ("DTD", "Flowers102", "Food101", "StanfordCars"):
         kw["split"] = "train"
-    ds = cls(**kw)
+    try:
+        ds = cls(**kw)
+    except RuntimeError as err:  # torchvision's "Dataset not found"
+        how = (f"torchvision cannot download it: put it there by hand ({MANUAL_DOWNLOAD[name]})"
+               if name in MANUAL_DOWNLOAD else
+               "set download=true (online) or data_root to a folder that holds it")
+        raise FileNotFoundError(f"targets: {name} is not under {root} ({err}); {how}, "
+                                "or leave it out of targets") from None
     labels = _tv_labels(ds)
     rng = np.random.default_rng(seed)
     keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
