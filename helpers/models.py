@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn as nn
 
@@ -76,6 +75,8 @@ def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_siz
     if name == SMALL_CNN:
         model = SmallCNN(num_classes, in_chans=in_chans, **kwargs)
     else:
+        import timm  # here, not at import: it pulls in torchvision and torch._dynamo (~2.5 s)
+
         if not timm.is_model(name):
             import difflib
 

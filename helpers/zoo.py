@@ -109,11 +109,24 @@ def pretrain(name: str, scale: str = "default", progress: bool = True, **overrid
         _, err = evaluate(model, test)
         cache.save_atomic(model.state_dict(), weights)
         report = {"name": name, "recipe": recipe, "source_accuracy": 1 - err,
+                  "params": sum(p.numel() for p in model.parameters()),
                   "train_images": len(train), "train_seconds": seconds,
                   "history": history.to_dict("records"), "sha256": cache.file_sha256(weights)}
         cache.write_json(report_file, report)
         ckpt.unlink(missing_ok=True)
     return model.eval(), report
+
+
+def report(name: str, scale: str = "default", progress: bool = False, **overrides) -> dict:
+    """A zoo member's report (recipe, source accuracy, parameters, training time), pre-training
+    it if needed; a cached one is read without building the model (fast chapter reruns)."""
+    weights, report_file = _files(name, spec(name, scale, **overrides))
+    with cache.locked(weights):
+        found = cache.verified_report(report_file, weights)
+    if found and "params" in found:
+        return found
+    model, found = pretrain(name, scale, progress=progress, **overrides)
+    return {**found, "params": sum(p.numel() for p in model.parameters())}
 
 
 def _files(name: str, recipe: dict):
@@ -161,11 +174,11 @@ def table(members=None, scale: str = "default", progress: bool = True,
     pretrain_many(members, scale, workers)
     rows = []
     for name in members:
-        model, r = pretrain(name, scale, progress=progress)
+        r = report(name, scale, progress)
         rows.append({"member": name, "arch": r["recipe"]["arch"],
                      "source_classes": len(r["recipe"]["chars"]),
                      "augment": r["recipe"]["augment"],
-                     "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+                     "params_M": r["params"] / 1e6,
                      "source_accuracy": r["source_accuracy"],
                      "train_seconds": r["train_seconds"]})
     return pd.DataFrame(rows)

@@ -37,6 +37,18 @@ def test_pretrain_caches_and_second_call_loads_same_weights():
         assert torch.equal(a, b)
 
 
+def test_report_of_a_cached_member_builds_no_model(monkeypatch):
+    kw = {"epochs": 1, "images": 36 * 22}
+    model, _ = zoo.pretrain("resnet10t", scale="smoke", progress=False, **kw)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a cached report must not build the model")
+
+    monkeypatch.setattr(zoo, "build", boom)
+    report = zoo.report("resnet10t", "smoke", **kw)
+    assert report["params"] == sum(p.numel() for p in model.parameters())
+
+
 def test_a_truncated_report_or_weights_file_is_rebuilt_not_a_crash():
     kw = {"scale": "smoke", "progress": False, "epochs": 1, "images": 36 * 22}
     model, report = zoo.pretrain("resnet10t", **kw)

@@ -232,10 +232,10 @@ def source_table(members, scale: str = "default", workers: int = 1) -> pd.DataFr
     rows = []
     for m in members:
         if m in zoo.names():
-            model, report = zoo.pretrain(m, scale, progress=False)
+            report = zoo.report(m, scale)
             recipe = report["recipe"]
             rows.append({"model": m, "architecture": recipe["arch"],
-                         "params (M)": sum(p.numel() for p in model.parameters()) / 1e6,
+                         "params (M)": report["params"] / 1e6,
                          "source task": f"{len(recipe['chars'])} glyph characters, "
                                         f"{report['train_images']} images, "
                                         f"{recipe['epochs']} epochs",
