@@ -171,6 +171,22 @@ def test_scores_cover_every_metric_and_layer_and_are_cached(tiny_zoo):
     pd.testing.assert_series_equal(same, final.set_index("metric")["value"].drop("knn"))
 
 
+def test_score_table_loads_a_member_only_when_a_score_is_missing(tiny_zoo, monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    loads = []
+    monkeypatch.setattr(study.zoo, "load", lambda *a, **k: loads.append(a[0]) or tiny_zoo(*a, **k))
+    targets = {"digits": study.make_target("digits8x8", 8, 1, resolution=16)}
+    scores, per_layer = study.score_table(["tiny"], targets, probe_epochs=3)
+    direct, _ = study.score_member(tiny_zoo("tiny")[0], targets["digits"][0], probe_epochs=3)
+    pd.testing.assert_frame_equal(scores.drop(columns=["member", "target"]), direct)
+    again, again_layers = study.score_table(["tiny"], targets, probe_epochs=3)
+    assert loads == ["tiny"]  # the rerun read every score without loading the member
+    pd.testing.assert_frame_equal(scores, again)
+    pd.testing.assert_frame_equal(per_layer, again_layers)
+    study.score_table(["tiny"], targets, probe_epochs=3, knn_k=2)
+    assert loads == ["tiny", "tiny"]  # a new k: loaded again, for the features
+
+
 def test_published_tables_are_complete():
     tau = study.published_tau()
     assert list(tau.index) == ["LEEP", "LogME", "NLEEP", "PARC", "SFDA"]

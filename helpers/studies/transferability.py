@@ -216,6 +216,12 @@ def _root() -> Path:
     return path
 
 
+def _weights_id(member: str, scale: str) -> str:
+    """What pins a member's pre-trained weights, known without loading them: the sha256 of a
+    zoo member's weights file (from its report), or the timm name with its tag."""
+    return f"{member}:{zoo.report(member, scale)['sha256']}" if member in zoo.names() else member
+
+
 def _model_id(member: str, scale: str) -> str:
     """What identifies a member's pre-trained weights in cache keys."""
     if member in zoo.names():
@@ -440,16 +446,25 @@ def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: 
     Raw values, their own signs. Cached per metric on the weights, the data and that metric's
     own options, so changing e.g. ``knn_k`` recomputes only kNN (from cached features).
     """
+    return _score(lambda: model, cache.weights_hash(model), train, knn_k=knn_k,
+                  probe_epochs=probe_epochs, pca_dim=pca_dim, seed=seed, layers=layers)
+
+
+def _score(get_model, weights: str, train: data.ImageSet, *, knn_k: int = 10,
+           probe_epochs: int = 50, pca_dim: int = 64, seed: int = 0, layers: bool = True):
+    """:func:`score_member` given what identifies the weights; ``get_model()`` is called only
+    when a score is not cached."""
     labels = train.labels.numpy()
     opts = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
-    base = {"kind": "transferability-scores", "weights": cache.weights_hash(model),
+    base = {"kind": "transferability-scores", "weights": weights,
             "data": train.fingerprint, "layers": layers}
     paths = {m: _root() / f"scores-{m}-{cache.make_key(**base, metric=m, **opts.get(m, {}))}.csv"
              for m in (*_LAYERWISE, "head")}
     missing = [m for m in _LAYERWISE if not paths[m].exists()]
     pl = None
     if missing or not paths["head"].exists():
-        pl = pre_logits(model, train, weights=base["weights"])
+        model = get_model()
+        pl = pre_logits(model, train, weights=weights)
     if missing:
         inputs = {"pre_logits": pl["pre_logits"]}
         if layers:
@@ -468,7 +483,7 @@ def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: 
                                  "value": [leep(probs, labels), nce(probs.argmax(1), labels)],
                                  "layer_index": -1}), paths["head"])
     table = pd.concat([pd.read_csv(paths[m]) for m in (*_LAYERWISE, "head")], ignore_index=True)
-    n_layers = len(layer_names(model))
+    n_layers = int(table["layer_index"].max()) + 1  # every layer has rows (extract: all)
     table["depth"] = table["layer_index"] / max(1, n_layers - 1)
     final = table[table.layer_index == -1][["metric", "value"]].reset_index(drop=True)
     per_layer = table[table.layer_index >= 0].reset_index(drop=True)
@@ -483,9 +498,10 @@ def score_table(members, targets: dict, scale: str = "default", progress: bool =
 
     finals, layers = [], []
     for member in tqdm(members, desc="scores", disable=not progress):
-        model, _ = zoo.load(member, scale, progress=False)
+        # loaded once, and only when a score is not cached (an analysis-only rerun loads none)
+        get_model = functools.cache(lambda m=member: zoo.load(m, scale, progress=False)[0])
         for name, (train, _) in targets.items():
-            final, per_layer = score_member(model, train, **options)
+            final, per_layer = _score(get_model, _weights_id(member, scale), train, **options)
             finals.append(final.assign(member=member, target=name))
             layers.append(per_layer.assign(member=member, target=name))
     cols = ["member", "target"]
