@@ -143,12 +143,13 @@ def extract(model, data: ImageSet, layers="all", pooling: str = "auto", batch_si
 
 
 def cache_key(model, data: ImageSet, layers="all", pooling: str = "auto", norm: bool = False,
-              device=None) -> str:
+              device=None, weights: str | None = None) -> str:
     """The cache entry of ``extract(model, data, ...)``: weights, architecture, layers, pooling,
-    transform, data and dtype. Keep it to :func:`load` the features without the model."""
+    transform, data and dtype. Keep it to :func:`load` the features without the model.
+    ``weights``: the model's ``cache.weights_hash`` when the caller has it already."""
     names = [layer_names(model)[i] for i in _layer_indices(model, layers)]
     amp = autocast(get_device(device))
-    return cache.make_key(kind="features", weights=cache.weights_hash(model),
+    return cache.make_key(kind="features", weights=weights or cache.weights_hash(model),
                           arch=type(model).__name__, layers=names,
                           pooling=resolve_pooling(model, pooling), norm=norm,
                           transform=describe_transform(input_spec(model)), data=data.fingerprint,

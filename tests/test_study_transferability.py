@@ -245,9 +245,21 @@ def test_torchvision_targets_decode_only_the_chosen_images(monkeypatch):
     assert tuple(train.images.shape[1:]) == (3, 16, 16)
 
 
-def test_a_target_torchvision_cannot_download_gets_a_clear_message(tmp_path):
-    """StanfordCars: torchvision raises on download=True even when the files are there."""
+def test_a_target_torchvision_cannot_download_gets_a_clear_message(monkeypatch, tmp_path):
+    """StanfordCars: torchvision raises on a download request even when the files are there,
+    so it is never asked to download (offline: a stand-in class records the request)."""
+    import torchvision.datasets as tvd
+
+    asked = []
+
+    class Missing:
+        def __init__(self, root, split, download):
+            asked.append(download)
+            raise RuntimeError("Dataset not found.")
+
+    monkeypatch.setattr(tvd, "StanfordCars", Missing)
     with pytest.raises(FileNotFoundError, match=r"StanfordCars .*by hand .*vision/issues/7545"):
         study.torchvision_target("StanfordCars", 5, root=tmp_path, download=True)
+    assert asked == [False]
     with pytest.raises(FileNotFoundError, match=r"CIFAR10 is not under .*download=true"):
         study.torchvision_target("CIFAR10", 5, root=tmp_path, download=False)

@@ -390,7 +390,7 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     info["weights"] = cache.weights_hash(model)
     table = _measure(info["weights"], domain.unseen,
                      lambda: features.extract(model, domain.unseen, progress=False), **kw)
-    info["features"] = features.cache_key(model, domain.unseen)
+    info["features"] = features.cache_key(model, domain.unseen, weights=info["weights"])
     _write_job(files, table)
     cache.write_atomic(info_file, json.dumps(info))
     return table, info

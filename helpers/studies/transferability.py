@@ -218,7 +218,8 @@ def _root() -> Path:
 
 def _weights_id(member: str, scale: str) -> str:
     """What pins a member's pre-trained weights, known without loading them: the sha256 of a
-    zoo member's weights file (from its report), or the timm name with its tag."""
+    zoo member's weights file (from its report), or the timm name with its tag. Scores are keyed
+    on it; fine-tunes on the cheaper :func:`_model_id` (checked once per fine-tune job)."""
     return f"{member}:{zoo.report(member, scale)['sha256']}" if member in zoo.names() else member
 
 
@@ -500,8 +501,9 @@ def score_table(members, targets: dict, scale: str = "default", progress: bool =
     for member in tqdm(members, desc="scores", disable=not progress):
         # loaded once, and only when a score is not cached (an analysis-only rerun loads none)
         get_model = functools.cache(lambda m=member: zoo.load(m, scale, progress=False)[0])
+        weights = _weights_id(member, scale)
         for name, (train, _) in targets.items():
-            final, per_layer = _score(get_model, _weights_id(member, scale), train, **options)
+            final, per_layer = _score(get_model, weights, train, **options)
             finals.append(final.assign(member=member, target=name))
             layers.append(per_layer.assign(member=member, target=name))
     cols = ["member", "target"]
