@@ -141,12 +141,13 @@ styles = data.glyphs(fonts=["cmr10", "cmtt10", "DejaVuSans", "STIXGeneral"], per
 features.layer_table(model, styles, metrics=sys.argv[1].split(","), k=int(sys.argv[2]))
 print(time.perf_counter() - tic)
 """
-    env = {**os.environ, "HELPERS_CACHE": tempfile.mkdtemp(prefix="bench-rerun-")}
-    run = lambda metrics, k: float(subprocess.run(  # noqa: E731
-        [sys.executable, "-c", code, metrics, str(k)], env=env, check=True, text=True,
-        capture_output=True).stdout.split()[-1])
-    first = run("nmi,knn", 5)
-    rerun = run("nmi,knn,1nn", 9)
+    with tempfile.TemporaryDirectory(prefix="bench-rerun-") as cache:
+        env = {**os.environ, "HELPERS_CACHE": cache}
+        run = lambda metrics, k: float(subprocess.run(  # noqa: E731
+            [sys.executable, "-c", code, metrics, str(k)], env=env, check=True, text=True,
+            capture_output=True).stdout.split()[-1])
+        first = run("nmi,knn", 5)
+        rerun = run("nmi,knn,1nn", 9)
     recipe = zoo.spec("resnet10t", "default")
     return {"benchmark": "first run / analysis-only rerun (zoo member + features + metrics)",
             "ours_s": rerun, "baseline_s": first, "ratio": first / rerun, "target": ">= 10",
@@ -184,9 +185,9 @@ largest = max(v.shape[1] for k, v in f.items() if k != "logits") * {n} * 4
 total = sum(v.shape[1] for v in f.values()) * {n} * 4
 print(max(peak) - start, largest, total)
 """
-    env = {**os.environ, "HELPERS_CACHE": tempfile.mkdtemp(prefix="bench-mem-")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, text=True,
-                         capture_output=True).stdout.split()
+    with tempfile.TemporaryDirectory(prefix="bench-mem-") as cache:
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HELPERS_CACHE": cache},
+                             check=True, text=True, capture_output=True).stdout.split()
     growth, largest, total = map(int, out[-3:])
     return {"benchmark": "peak RSS growth / one layer's features (extract all layers)",
             "ours_s": None, "baseline_s": None, "ratio": growth / largest, "target": "<= 2",

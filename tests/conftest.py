@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-os.environ.setdefault("HELPERS_CACHE", tempfile.mkdtemp(prefix="helpers-test-cache-"))
+_OWN_CACHE = None
+if "HELPERS_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["HELPERS_CACHE"] = tempfile.mkdtemp(prefix="helpers-test-cache-")
 os.environ.setdefault("HELPERS_PROFILE", "smoke")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -27,6 +29,12 @@ def _loopback_only(self, address):
 
 
 socket.socket.connect = _loopback_only
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's own cache (a few hundred MB); a cache the caller named stays."""
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
