@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,8 +24,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from helpers import data, features, models, train, zoo  # noqa: E402
-from helpers.device import autocast, get_device  # noqa: E402
+from helpers import data, features, models, train, zoo
+from helpers.device import autocast, get_device
 
 
 def timed(fn, repeats: int = 5, warmup: int = 1) -> float:
@@ -63,6 +64,26 @@ MODELS = {"resnet18": {}, "convnext_atto": {},
           "vit_tiny_patch16_224": {"patch_size": 4, "depth": 6}}
 
 
+@torch.inference_mode()
+def _plain(model, x):
+    with autocast(x.device):
+        model(x)
+
+
+@torch.inference_mode()
+def _all_layers(model, x, idx, how):
+    with autocast(x.device):
+        _, outs = features.forward_layers(model, x, idx)
+        [features.pool(o, how) for o in outs]
+
+
+@torch.inference_mode()
+def _per_layer(model, x, idx):
+    for i in idx:  # one full forward per layer, keeping one layer's output
+        with autocast(x.device):
+            features.forward_layers(model, x, [i])
+
+
 def bench_extraction(device, batch: int, repeats: int) -> list[dict]:
     """All-layer extraction vs one plain forward, and vs re-running the model per layer."""
     rows = []
@@ -71,25 +92,9 @@ def bench_extraction(device, batch: int, repeats: int) -> list[dict]:
         x = torch.randn(batch, 3, 32, 32, device=device)
         idx = list(range(len(models.layer_names(model))))
         how = features.resolve_pooling(model, "auto")
-
-        @torch.inference_mode()
-        def plain():
-            with autocast(device):
-                model(x)
-
-        @torch.inference_mode()
-        def all_layers():
-            with autocast(device):
-                logits, outs = features.forward_layers(model, x, idx)
-                [features.pool(o, how) for o in outs]
-
-        @torch.inference_mode()
-        def naive():
-            for i in idx:  # one full forward per layer, keeping one layer's output
-                with autocast(device):
-                    features.forward_layers(model, x, [i])
-
-        t_plain, t_all, t_naive = (timed(f, repeats) for f in (plain, all_layers, naive))
+        t_plain, t_all, t_naive = (timed(f, repeats) for f in (
+            partial(_plain, model, x), partial(_all_layers, model, x, idx, how),
+            partial(_per_layer, model, x, idx)))
         rows.append({"benchmark": f"extract all layers / plain forward ({name})", "ours_s": t_all,
                      "baseline_s": t_plain, "ratio": t_all / t_plain, "target": "<= 1.15",
                      "met": t_all / t_plain <= 1.15, "sizes": f"batch {batch}, 32 px, {len(idx)} layers"})
@@ -143,7 +148,7 @@ print(time.perf_counter() - tic)
 """
     with tempfile.TemporaryDirectory(prefix="bench-rerun-") as cache:
         env = {**os.environ, "HELPERS_CACHE": cache}
-        run = lambda metrics, k: float(subprocess.run(  # noqa: E731
+        run = lambda metrics, k: float(subprocess.run(
             [sys.executable, "-c", code, metrics, str(k)], env=env, check=True, text=True,
             capture_output=True).stdout.split()[-1])
         first = run("nmi,knn", 5)
@@ -235,7 +240,7 @@ def main():
     Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
     lines = ["| benchmark | sizes | ours (s) | baseline (s) | ratio | target | met |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    fmt = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
+    fmt = lambda v: "" if v is None else f"{v:.4f}"
     for r in rows:
         lines.append(f"| {r['benchmark']} | {r['sizes']} | {fmt(r['ours_s'])} | "
                      f"{fmt(r['baseline_s'])} | {r['ratio']:.2f} | {r['target']} | "

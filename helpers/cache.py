@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import warnings
@@ -125,6 +126,19 @@ def save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(f"{path.suffix}.tmp{os.getpid()}")
     torch.save(obj, tmp)
     tmp.replace(path)
+
+
+def load_saved(path: Path):
+    """What :func:`save_atomic` wrote to ``path``; None if it is missing, or unreadable (then it
+    is removed, to be built again)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except (OSError, EOFError, RuntimeError, AttributeError, KeyError, pickle.UnpicklingError):
+        path.unlink(missing_ok=True)
+        return None
 
 
 def verified_report(report_file: Path, weights: Path) -> dict | None:

@@ -176,7 +176,7 @@ class _Writer:
     def __init__(self, path: Path, shape: tuple[int, int], rows: int = 0):
         self.path = path
         fresh = rows == 0 or not path.exists()
-        self.f = open(path, "wb" if fresh else "r+b")
+        self.f = open(path, "wb" if fresh else "r+b")  # noqa: SIM115 - closed by close()
         if fresh:
             format.write_array_header_1_0(self.f, {"descr": "<f4", "fortran_order": False,
                                                    "shape": shape})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .data import ImageSet
 from .device import amp_dtype, autocast, get_device
@@ -27,7 +27,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, rotation: float =
                   scale: float = 0.1, shift: float = 0.1) -> torch.Tensor:
     """Random affine jitter (rotation, scale, shift) drawn from ``generator``; on any device."""
     n = len(x)
-    r = lambda: (torch.rand(n, generator=generator) * 2 - 1).to(x.device)  # noqa: E731
+    r = lambda: (torch.rand(n, generator=generator) * 2 - 1).to(x.device)
     angle = torch.deg2rad(r() * rotation)
     s = 1 + r() * scale
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
@@ -123,8 +123,9 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
     test_loss, test_err, seconds. With ``checkpoint`` (a path), the state is saved after every
     epoch and a rerun resumes from it (bit-identical on CPU); a finished run returns at once.
     """
-    from tqdm.auto import tqdm
     import time
+
+    from tqdm.auto import tqdm
 
     _check(epochs, lr, batch_size, optimizer, schedule, label_smoothing)
     if not 0 <= warmup < 1:

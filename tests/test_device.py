@@ -19,7 +19,7 @@ def test_parallel_map_keeps_job_order_and_runs_one_thread_worker_processes():
 
 
 def test_results_keep_job_order_when_a_later_job_finishes_first(capsys):
-    nap = lambda seconds: (time.sleep(seconds), seconds)[1]  # noqa: E731
+    nap = lambda seconds: (time.sleep(seconds), seconds)[1]
     assert device.parallel_map(nap, [(1.5,), (0.0,), (0.1,)], workers=2, label="naps") == [
         1.5, 0.0, 0.1]
     assert "naps: 3/3 done" in capsys.readouterr().out

@@ -1,5 +1,7 @@
 """Models: local weights, layers, freezing (helpers.models)."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -47,7 +49,7 @@ def test_freeze_first_k_counts_down_to_the_head(name, kw):
     n_layers = len(models.layer_names(model))
     counts = [models.freeze_first(model, k) for k in range(n_layers + 1)]
     assert counts[0] == sum(p.numel() for p in model.parameters())
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(counts))
     head = sum(p.numel() for p in model.get_classifier().parameters())
     assert head <= counts[-1] < counts[0] and counts[-1] < 2 * head + 1000
     with pytest.raises(ValueError, match="k must be in"):
@@ -71,6 +73,6 @@ def test_frozen_parameters_bit_identical_after_training_the_rest(name, kw, small
 def test_small_cnn_width_scales_parameters():
     small = models.create("smallcnn", 10, width=8)
     big = models.create("smallcnn", 10, width=32)
-    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(big) > 10 * n(small)
     assert models.layer_names(big) == [f"blocks.{i}" for i in range(5)]

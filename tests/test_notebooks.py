@@ -26,7 +26,7 @@ def test_browser_checks_pass_on_the_real_book(smoke_book):
     env = {**os.environ, "BOOK_BUILT": "1", "PYTHONPATH": str(smoke_book)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(smoke_book / "tests" / "test_book.py")], cwd=smoke_book, env=env,
-                          text=True, capture_output=True)
+                          text=True, capture_output=True, check=False)
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, proc.stdout[-4000:]
 

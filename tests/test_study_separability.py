@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_chapter
 
 from helpers import cache, data, features, models, train
 from helpers.studies import separability as S
-
-from conftest import run_chapter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 import scipy.stats
 import yaml
+from conftest import run_chapter
 
 from helpers import cache, models
 from helpers.metrics import face_zoo
 from helpers.studies import transferability as study
-
-from conftest import run_chapter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_chapter
 
 from helpers import data, models
 from helpers.studies import tunnel
-
-from conftest import run_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -51,15 +51,15 @@ def test_report_of_a_cached_member_builds_no_model(monkeypatch):
 
 def test_a_truncated_report_or_weights_file_is_rebuilt_not_a_crash():
     kw = {"scale": "smoke", "progress": False, "epochs": 1, "images": 36 * 22}
-    model, report = zoo.pretrain("resnet10t", **kw)
+    _, report = zoo.pretrain("resnet10t", **kw)
     (json_file,) = [p for p in (cache.cache_dir() / "zoo").glob("resnet10t-*.json")
                     if '"images": 792' in p.read_text()]
     json_file.write_text(json_file.read_text()[:40])  # a write killed half-way
-    again, report2 = zoo.pretrain("resnet10t", **kw)
+    _, report2 = zoo.pretrain("resnet10t", **kw)
     assert report2["sha256"] == report["sha256"]  # retrained, bit-identical on the CPU
     weights = json_file.with_suffix(".pt")
     weights.write_bytes(weights.read_bytes()[:1000])
-    third, report3 = zoo.pretrain("resnet10t", **kw)
+    _, report3 = zoo.pretrain("resnet10t", **kw)
     assert report3["sha256"] == report["sha256"]
 
 

@@ -8,8 +8,16 @@ from .digits import mnist5k, sklearn_digits
 from .glyphs import CHARACTERS, DIGITS, find_fonts, glyphs
 from .imageset import ImageSet, concat
 from .real import image_folder, torchvision_names, torchvision_set
-from .variations import (add_noise, invert, label_noise, per_class, resize, rotate,
-                         split_classes, train_test)
+from .variations import (
+    add_noise,
+    invert,
+    label_noise,
+    per_class,
+    resize,
+    rotate,
+    split_classes,
+    train_test,
+)
 
 _EMBEDDED = {
     "glyphs": lambda resolution, **kw: glyphs(resolution=resolution, **kw),
@@ -43,8 +51,25 @@ def load(name: str, resolution: int = 32, root=None, download: bool = False, **k
 
 
 __all__ = [
-    "ImageSet", "concat", "glyphs", "find_fonts", "CHARACTERS", "DIGITS", "mnist5k",
-    "sklearn_digits", "torchvision_set", "torchvision_names", "image_folder", "split_classes",
-    "train_test", "per_class", "resize", "rotate", "add_noise", "invert", "label_noise",
-    "domain_names", "load",
+    "CHARACTERS",
+    "DIGITS",
+    "ImageSet",
+    "add_noise",
+    "concat",
+    "domain_names",
+    "find_fonts",
+    "glyphs",
+    "image_folder",
+    "invert",
+    "label_noise",
+    "load",
+    "mnist5k",
+    "per_class",
+    "resize",
+    "rotate",
+    "sklearn_digits",
+    "split_classes",
+    "torchvision_names",
+    "torchvision_set",
+    "train_test",
 ]

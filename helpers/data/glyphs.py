@@ -21,7 +21,7 @@ from .imageset import ImageSet
 DIGITS = string.digits
 CHARACTERS = string.digits + string.ascii_uppercase
 # Files that matplotlib ships but that hold symbols, not letters, or only placeholders.
-_NOT_TEXT = re.compile(r"Display|NonUni|STIXSiz|cmex10|cmsy10|LastResort", re.I)
+_NOT_TEXT = re.compile(r"Display|NonUni|STIXSiz|cmex10|cmsy10|LastResort", re.IGNORECASE)
 _JITTER = {"shift": 0.08, "scale": 0.15, "rotation": 10.0, "stroke": 1}
 
 
@@ -31,7 +31,7 @@ def matplotlib_font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cmap(path: str) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
@@ -58,7 +58,7 @@ def find_fonts(font_dirs=(), chars: str = CHARACTERS, include_matplotlib: bool =
                 continue
             try:
                 cmap = _cmap(str(path))
-            except Exception:  # unreadable font file: not a usable font
+            except Exception:  # noqa: BLE001, S112 - fontTools raises many kinds on a broken font
                 continue
             if all(ord(c) in cmap for c in chars):
                 fonts[path.stem] = path

@@ -53,7 +53,7 @@ class ImageSet:
         """Images per class."""
         return np.bincount(self.labels.numpy(), minlength=len(self.classes))
 
-    def subset(self, index) -> "ImageSet":
+    def subset(self, index) -> ImageSet:
         """The images at ``index`` (indices or boolean mask), same classes."""
         index = torch.as_tensor(np.asarray(index))
         if index.dtype == torch.bool:
@@ -62,7 +62,7 @@ class ImageSet:
         return ImageSet(self.images[index], self.labels[index], list(self.classes), self.domain,
                         {k: v[idx] for k, v in self.attrs.items()})
 
-    def keep_classes(self, names) -> "ImageSet":
+    def keep_classes(self, names) -> ImageSet:
         """Only the images of the classes ``names``, relabelled 0..len(names)-1 in that order."""
         names = list(names)
         unknown = [n for n in names if n not in self.classes]
@@ -79,7 +79,7 @@ class ImageSet:
         out._fingerprint = None
         return out
 
-    def relabel(self, by: str) -> "ImageSet":
+    def relabel(self, by: str) -> ImageSet:
         """Use the per-image attribute ``by`` (e.g. ``"font"``) as the label."""
         if by not in self.attrs:
             raise ValueError(f"relabel: by must be one of {sorted(self.attrs)}, got {by!r}")

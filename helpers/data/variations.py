@@ -34,7 +34,7 @@ def split_classes(data: ImageSet, unseen, seen=None, seed: int = 0) -> tuple[Ima
     return data.keep_classes(seen), data.keep_classes(unseen)
 
 
-def train_test(data: ImageSet, test: float | int = 0.2, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+def train_test(data: ImageSet, test: float = 0.2, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """Stratified split; ``test`` is a fraction or a number of images per class."""
     rng = _rng(seed)
     labels = data.labels.numpy()
@@ -43,7 +43,7 @@ def train_test(data: ImageSet, test: float | int = 0.2, seed: int = 0) -> tuple[
         idx = rng.permutation(np.flatnonzero(labels == c))
         if len(idx) == 0:
             raise ValueError(f"class {data.classes[c]!r} is empty")
-        n = int(round(test * len(idx))) if isinstance(test, float) else int(test)
+        n = round(test * len(idx)) if isinstance(test, float) else int(test)
         if not 0 < n < len(idx):
             raise ValueError(f"test={test} leaves class {data.classes[c]!r} ({len(idx)} images) "
                              "without train or test images")

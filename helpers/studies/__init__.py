@@ -1,1 +1,1 @@
-""""""
+"""The four studies, one module per chapter (``notebooks/<study>.ipynb``)."""

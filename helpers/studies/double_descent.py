@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .. import cache, data, models, train, zoo
 from ..data import ImageSet
@@ -280,8 +280,9 @@ def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: Image
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    if cache_file is not None and Path(cache_file).exists():
-        return pd.DataFrame(torch.load(cache_file, weights_only=False)["history"])
+    saved = None if cache_file is None else cache.load_saved(cache_file)
+    if saved is not None:
+        return pd.DataFrame(saved["history"])
     torch.manual_seed(seed)
     model = copy.deepcopy(source).cpu()
     model.reset_classifier(len(train_set.classes))
@@ -533,7 +534,7 @@ def epoch_wise(history: pd.DataFrame, z: float = 2.0, last: int = 5,
         per_seed = curves.to_numpy()
         rise_s = per_seed[i_peak] - per_seed[i_early]
         desc_s = per_seed[i_peak] - per_seed[-n_last:].mean(axis=0)
-        sem = lambda x: x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else np.nan  # noqa: E731
+        sem = lambda x: x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else np.nan
         r, d = mean[i_peak] - mean[i_early], mean[i_peak] - final
         rows.append(dict(zip(GROUP + ["k"], key), early=float(mean[i_early]),
                          epoch_early=int(epochs[i_early]), peak=float(mean[i_peak]),

@@ -14,7 +14,6 @@ changes only analysis parameters (a metric, kNN's k) reuses the models and the e
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,12 +150,9 @@ def make_domain(name: str, **params) -> Domain:
     fonts = sorted(data.find_fonts()) if name.startswith("glyph") else None
     key = cache.make_key(kind="separability-domain", name=name, fonts=fonts, params=params)
     path = cache.cache_dir() / "separability" / "domains" / f"{key}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=False)
-        except (OSError, EOFError, RuntimeError, AttributeError, pickle.UnpicklingError):
-            # an unreadable entry (truncated, or an older class layout): build it again
-            path.unlink(missing_ok=True)
+    domain = cache.load_saved(path)
+    if domain is not None:
+        return domain
     domain = build_domain(name, **params)
     cache.save_atomic(domain, path)
     return domain

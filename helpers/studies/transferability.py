@@ -120,12 +120,10 @@ def make_target(name: str, train_per_class: int = 30, test_per_class: int = 50,
                          test=test_per_class, resolution=resolution, n_fonts=n_fonts, seed=seed,
                          fonts=sorted(data.find_fonts(chars="")))
     path = _root() / f"target-{name}-{key}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    out = _make_embedded(name, train_per_class, test_per_class, resolution, n_fonts, seed)
-    tmp = path.with_suffix(".tmp")
-    torch.save(out, tmp)
-    tmp.replace(path)
+    out = cache.load_saved(path)
+    if out is None:
+        out = _make_embedded(name, train_per_class, test_per_class, resolution, n_fonts, seed)
+        cache.save_atomic(out, path)
     return out
 
 

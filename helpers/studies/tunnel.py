@@ -173,12 +173,9 @@ def _cached_set(kind: str, parts: dict, build) -> ImageSet:
                          matplotlib=matplotlib.__version__, **parts)
     path = cache.cache_dir() / "tunnel" / f"set-{kind}-{key}.pt"
     with cache.locked(path):
-        if path.exists():
-            try:
-                d = torch.load(path, weights_only=False)
-                return ImageSet(d["images"], d["labels"], d["classes"], d["domain"], d["attrs"])
-            except Exception:  # a truncated file: build it again
-                path.unlink()
+        d = cache.load_saved(path)
+        if d is not None:
+            return ImageSet(d["images"], d["labels"], d["classes"], d["domain"], d["attrs"])
         out = build()
         cache.save_atomic({"images": out.images, "labels": out.labels, "classes": out.classes,
                            "domain": out.domain, "attrs": out.attrs}, path)
