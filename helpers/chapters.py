@@ -17,6 +17,7 @@ import difflib
 import importlib
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +32,12 @@ EXECUTED = ROOT / "book" / "chapters"
 PROFILES = ("smoke", "default", "full")
 EXTRA_CHAPTERS_ENV = "HELPERS_EXTRA_CHAPTERS"
 PROFILE_ENV = "HELPERS_PROFILE"
+
+# jsonschema imports rfc3987_syntax, when installed, only to check "iri" string formats, and that
+# package compiles 38 grammars on import (1.5-2 s). papermill and myst-nb's glue reach jsonschema
+# through nbformat, whose notebook schema has no IRI format; the processes that run chapters (this
+# module is the first import of the CLI and of every chapter) skip it.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 #: The chapters in book order: (id, title). The notebook is ``notebooks/<id>.ipynb``.
 REGISTRY: tuple[tuple[str, str], ...] = (

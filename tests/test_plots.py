@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from helpers import plots
 
@@ -20,3 +21,27 @@ def test_image_grid_tiles_the_chosen_images_with_their_class_names(small_set):
     assert canvas.shape == (2 * (h + 2 * pad), 3 * (w + pad))
     names = [t.get_text() for t in ax.texts]
     assert names == [str(small_set.classes[small_set.labels[i]])[:10] for i in idx]
+
+
+def test_layer_curves_draw_the_mean_over_trials_with_an_sd_band_per_panel_and_hue():
+    rng = np.random.default_rng(0)
+    rows = [{"domain": d, "metric": m, "model": h, "trial": t, "depth": x, "value": rng.random()}
+            for d in ("A", "B") for m in ("nmi", "knn") for h in ("r10", "vit")
+            for t in range(3) for x in (0.0, 0.5, 1.0)]
+    table = pd.DataFrame(rows)
+    fig = plots.layer_curves(table, hue="model", row="domain", col="metric",
+                             hue_order=["vit", "r10"], linestyles={"r10": "--"})
+    assert len(fig.axes) == 4
+    ax = fig.axes[1]  # row A, column knn
+    assert ax.get_title() == "A\nknn"
+    panel = table[(table.domain == "A") & (table.metric == "knn")]
+    for line, model in zip(ax.get_lines(), ["vit", "r10"]):
+        expect = panel[panel.model == model].groupby("depth")["value"]
+        np.testing.assert_allclose(line.get_ydata(), expect.mean().to_numpy())
+        assert line.get_linestyle() == ("--" if model == "r10" else "-")
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    sd = panel[panel.model == "vit"].groupby("depth")["value"].std().to_numpy()
+    mean = panel[panel.model == "vit"].groupby("depth")["value"].mean().to_numpy()
+    np.testing.assert_allclose(np.sort(np.unique(band.round(12))),
+                               np.sort(np.unique(np.r_[mean - sd, mean + sd].round(12))))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["vit", "r10"]

@@ -24,7 +24,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .. import cache, data, features, models, train, zoo
+from .. import cache, data, features, models, plots, train, zoo
 from ..device import parallel_map
 from ..metrics import layerwise
 
@@ -612,14 +612,9 @@ def plot_curves(layers: pd.DataFrame, metrics=None, condition: str = "fine-tuned
     metrics = list(metrics or dict.fromkeys(layers["metric"]))
     sub = layers[layers["metric"].isin(metrics) & (layers["condition"] == condition)].copy()
     sub["metric"] = sub["metric"].map(lambda m: METRIC_LABELS.get(m, m))
-    g = sns.relplot(data=sub, x="depth", y="value", hue="model", row="domain", col="metric",
-                    col_order=[METRIC_LABELS.get(m, m) for m in metrics], kind="line",
-                    marker="o", markersize=5, errorbar="sd", height=height, aspect=1.2,
-                    facet_kws={"sharey": False})
-    g.set_axis_labels("relative depth", "score on unseen classes")
-    g.set_titles("{row_name}\n{col_name}", size=9)
-    g.figure.subplots_adjust(hspace=0.45)
-    return g
+    return plots.layer_curves(sub, hue="model", row="domain", col="metric",
+                              col_order=[METRIC_LABELS.get(m, m) for m in metrics],
+                              height=height, ylabel="score (unseen)")
 
 
 def plot_baselines(layers: pd.DataFrame, metric: str = "nmi", height: float = 2.3):
@@ -627,14 +622,10 @@ def plot_baselines(layers: pd.DataFrame, metric: str = "nmi", height: float = 2.
     band = sd over trials), the pre-trained model before fine-tuning and random weights."""
     sub = layers[layers["metric"] == metric]
     conds = [c for c in CONDITIONS if c in set(sub["condition"])]
-    g = sns.relplot(data=sub, x="depth", y="value", hue="condition", hue_order=conds,
-                    style="condition", style_order=conds, row="domain", col="model",
-                    kind="line", marker="o", markersize=5, errorbar="sd", height=height,
-                    aspect=1.1, facet_kws={"sharey": "row"})
-    g.set_axis_labels("relative depth", METRIC_LABELS.get(metric, metric))
-    g.set_titles("{row_name}\n{col_name}", size=9)
-    g.figure.subplots_adjust(hspace=0.45)
-    return g
+    return plots.layer_curves(sub, hue="condition", row="domain", col="model", hue_order=conds,
+                              linestyles=dict(zip(CONDITIONS, ["-", "--", ":"])), sharey="row",
+                              height=height, aspect=1.1,
+                              ylabel=METRIC_LABELS.get(metric, metric))
 
 
 def plot_accuracy_vs_generalization(gen: pd.DataFrame, metric: str = "nmi"):
