@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from .names import DOMAINS, METRICS, ZOO
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "chapters"
@@ -254,23 +256,12 @@ def _module(name: str) -> Any | None:
         raise
 
 
-def _names(module: str, function: str) -> list[str]:
-    """Names from ``module.function()``, or none when the module does not exist yet."""
-    mod = _module(module)
-    if mod is None:
-        return []
-    if not hasattr(mod, function):
-        raise ParameterError(f"cannot check names: {module}.{function}() does not exist yet")
-    return list(getattr(mod, function)())
-
-
 def _known(kind: str, value: str) -> tuple[bool, list[str]]:
     """Whether ``value`` is a known model/dataset/metric, and the names to suggest from."""
     if kind == "metric":
-        names = _names("helpers.metrics", "available")
-        return value in names, names
+        return value in METRICS, list(METRICS)
     if kind == "model":
-        names = _names("helpers.zoo", "names")
+        names = list(ZOO)
         if value in names:
             return True, names
         timm = _module("timm")
@@ -279,7 +270,7 @@ def _known(kind: str, value: str) -> tuple[bool, list[str]]:
         if timm.is_model(value):
             return ("." not in value or value in timm.list_pretrained(value)), names
         return False, names + list(timm.list_models())
-    names = _names("helpers.data", "domain_names")
+    names = list(DOMAINS)
     if value in names:
         return True, names
     tv = _module("torchvision.datasets")

@@ -200,10 +200,10 @@ def kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     (tmp_path / "kinds.ipynb").write_text("{}")
     monkeypatch.setenv(chapters.EXTRA_CHAPTERS_ENV, str(tmp_path))
     seeds: list[int] = []
+    monkeypatch.setattr(chapters, "ZOO", ("tiny_cnn", "tiny_vit"))
+    monkeypatch.setattr(chapters, "DOMAINS", ("glyphs", "digits"))
+    monkeypatch.setattr(chapters, "METRICS", ("nmi", "knn", "logme"))
     fakes = {
-        "helpers.zoo": types.SimpleNamespace(names=lambda: ["tiny_cnn", "tiny_vit"]),
-        "helpers.data": types.SimpleNamespace(domain_names=lambda: ["glyphs", "digits"]),
-        "helpers.metrics": types.SimpleNamespace(available=lambda: ["nmi", "knn", "logme"]),
         "helpers.device": types.SimpleNamespace(seed_everything=seeds.append),
         "timm": types.SimpleNamespace(
             is_model=lambda name: name.split(".")[0] in ("resnet18", "resnet50"),

@@ -42,3 +42,20 @@ def test_the_code_and_the_notebooks_pass_ruff():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise",
                            "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_the_torch_free_name_lists_match_their_registries():
+    from helpers import data, metrics, names, zoo
+
+    assert list(names.ZOO) == zoo.names()
+    assert list(names.METRICS) == metrics.available()
+    assert list(names.DOMAINS) == data.domain_names()
+
+
+def test_checking_a_chapter_run_imports_no_torch():
+    code = ("import sys, helpers.chapters as c; c.resolve(['separability'], 'default', "
+            "{'knn_k': 7, 'models': ['resnet18', 'vit_tiny'], 'metrics': ['nmi', 'probe']}); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False"]
