@@ -34,6 +34,7 @@ EXECUTED = ROOT / "book" / "chapters"
 PROFILES = ("smoke", "default", "full")
 EXTRA_CHAPTERS_ENV = "HELPERS_EXTRA_CHAPTERS"
 PROFILE_ENV = "HELPERS_PROFILE"
+DEVICE_GLUE = "helpers_device"
 
 # jsonschema imports rfc3987_syntax, when installed, only to check "iri" string formats, and that
 # package compiles 38 grammars on import (1.5-2 s). papermill and myst-nb's glue reach jsonschema
@@ -378,7 +379,22 @@ def setup(chapter_id: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
         device = _module("helpers.device")
         if device is not None and hasattr(device, "seed_everything"):
             device.seed_everything(params["seed"])
+    _glue_device()
     return params
+
+
+def _glue_device() -> None:
+    """In a kernel, glue the name of the device it computes on: ``python -m helpers run`` copies
+    it into the executed notebook's metadata without importing torch itself."""
+    from IPython import get_ipython
+
+    if get_ipython() is None:
+        return
+    from myst_nb import glue
+
+    from .device import device_name
+
+    glue(DEVICE_GLUE, device_name(), display=False)
 
 
 def resolve(

@@ -158,10 +158,11 @@ def _mirror_output_widgets_one_way() -> None:
 def record_run(notebook: Path, profile: str, seconds: float) -> None:
     """Note the profile, device and wall time in the executed notebook (the course page's table)."""
     import nbformat
-    import torch
 
+    from .book import glued
+
+    device = glued(notebook).get(chapters.DEVICE_GLUE, "unknown")
     nb = nbformat.read(notebook, as_version=4)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     nb.metadata["helpers"] = {"profile": profile, "seconds": round(seconds, 1), "device": device,
                               "date": time.strftime("%Y-%m-%d")}
     nbformat.write(nb, notebook)

@@ -39,6 +39,14 @@ def get_device(prefer: str | None = None, quiet: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
+def device_name(device: torch.device | str | None = None) -> str:
+    """The GPU's name, or ``CPU (n cores)``: what a chapter ran on (the course page's table)."""
+    device = torch.device(device or get_device(quiet=True))
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "Apple MPS" if device.type == "mps" else f"CPU ({os.cpu_count()} cores)"
+
+
 def amp_dtype(device: torch.device | str) -> torch.dtype | None:
     """Autocast dtype: bf16 on CUDA GPUs that support it, fp16 on older CUDA, none elsewhere."""
     device = torch.device(device)

@@ -21,6 +21,7 @@ import yaml
 
 from helpers import chapters
 from helpers.chapters import ParameterError
+from helpers.device import device_name
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "chapters"
@@ -163,6 +164,8 @@ def test_p_changes_the_executed_notebook(tmp_path: Path) -> None:
     assert "result: 14.0" in a  # smoke: epochs=4, 0 + 1 + 4 + 9
     assert "result: 0.1" in b  # epochs=2, scale=0.1
     assert "profile: smoke" in a
+    meta = json.loads((tmp_path / "a" / "fixture.ipynb").read_text())["metadata"]["helpers"]
+    assert meta["profile"] == "smoke" and meta["device"] == device_name()  # what the kernel used
 
 
 @pytest.mark.slow
