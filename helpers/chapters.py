@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .names import DOMAINS, METRICS, ZOO
+from .names import DOMAINS, METRICS, ZOO, torchvision_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -274,8 +274,7 @@ def _known(kind: str, value: str) -> tuple[bool, list[str]]:
     names = list(DOMAINS)
     if value in names:
         return True, names
-    tv = _module("torchvision.datasets")
-    if tv is not None and isinstance(getattr(tv, value, None), type):
+    if value in torchvision_datasets():
         return True, names
     path = Path(value).expanduser()
     return path.is_dir() or (ROOT / path).is_dir(), names

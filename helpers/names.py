@@ -5,8 +5,30 @@ The CLI checks a run's parameters before it starts a kernel; importing the regis
 registry's keys in order; tests/test_setup.py keeps them equal.
 """
 
+import ast
+import functools
+import importlib.util
+from pathlib import Path
+
 ZOO = ("resnet10t", "resnet18", "convnext_atto", "vit_tiny", "resnet10t_noaug",
        "resnet10t_digits", "smallcnn")
 METRICS = ("nmi", "knn", "1nn", "probe", "logme", "h_score", "gbc", "face", "nc1",
            "numerical_rank", "rankme")
 DOMAINS = ("glyphs", "glyph_styles", "mnist5k", "digits8x8")
+
+
+@functools.cache
+def torchvision_datasets() -> tuple[str, ...]:
+    """The dataset classes of ``torchvision.datasets``, read from its ``__all__`` without importing
+    torchvision (which imports torch and torch._dynamo: 3 s); () when torchvision is absent."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    init = Path(spec.submodule_search_locations[0]) / "datasets" / "__init__.py"
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
+                                                for t in node.targets):
+            return tuple(sorted(n for n in ast.literal_eval(node.value) if n[0].isupper()))
+    import torchvision.datasets  # no literal __all__ in this version: ask the module
+
+    return tuple(sorted(n for n in torchvision.datasets.__all__ if n[0].isupper()))

@@ -206,6 +206,7 @@ def kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(chapters, "ZOO", ("tiny_cnn", "tiny_vit"))
     monkeypatch.setattr(chapters, "DOMAINS", ("glyphs", "digits"))
     monkeypatch.setattr(chapters, "METRICS", ("nmi", "knn", "logme"))
+    monkeypatch.setattr(chapters, "torchvision_datasets", lambda: ("CIFAR100",))
     fakes = {
         "helpers.device": types.SimpleNamespace(seed_everything=seeds.append),
         "timm": types.SimpleNamespace(
@@ -213,7 +214,6 @@ def kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
             list_pretrained=lambda pattern: ["resnet50.tv_in1k"],
             list_models=lambda: ["resnet18", "resnet50"],
         ),
-        "torchvision.datasets": types.SimpleNamespace(CIFAR100=type("CIFAR100", (), {})),
     }
     for name, module in fakes.items():
         monkeypatch.setitem(sys.modules, name, module)

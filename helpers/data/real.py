@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..names import torchvision_datasets
 from .imageset import ImageSet
 
 
 def torchvision_names() -> list[str]:
     """Dataset classes that torchvision offers (valid names for :func:`torchvision_set`)."""
-    import torchvision.datasets as tvd
-
-    return sorted(n for n in tvd.__all__ if n[0].isupper())
+    return list(torchvision_datasets())
 
 
 def _to_uint8(img, resolution: int) -> np.ndarray:
