@@ -44,15 +44,13 @@ def timed(fn, repeats: int = 5, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def timed_pair(a, b, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``a()`` and ``b()`` run alternately (after one warm-up each), so that a
-    slow spell of the machine hits both sides alike."""
-    a(), b()
-    times = {a: [], b: []}
-    for _ in range(repeats):
-        for fn in (a, b):
-            times[fn].append(timed(fn, repeats=1, warmup=0))
-    return statistics.median(times[a]), statistics.median(times[b])
+def timed_together(*fns, repeats: int) -> tuple[float, ...]:
+    """Median seconds of each of ``fns`` run in turn (after one warm-up each), so that a slow
+    spell of the machine hits every side alike."""
+    for fn in fns:
+        fn()
+    times = [[timed(fn, repeats=1, warmup=0) for fn in fns] for _ in range(repeats)]
+    return tuple(statistics.median(column) for column in zip(*times))
 
 
 def _model(name, **kw):
@@ -92,9 +90,9 @@ def bench_extraction(device, batch: int, repeats: int) -> list[dict]:
         x = torch.randn(batch, 3, 32, 32, device=device)
         idx = list(range(len(models.layer_names(model))))
         how = features.resolve_pooling(model, "auto")
-        t_plain, t_all, t_naive = (timed(f, repeats) for f in (
+        t_plain, t_all, t_naive = timed_together(
             partial(_plain, model, x), partial(_all_layers, model, x, idx, how),
-            partial(_per_layer, model, x, idx)))
+            partial(_per_layer, model, x, idx), repeats=repeats)
         rows.append({"benchmark": f"extract all layers / plain forward ({name})", "ours_s": t_all,
                      "baseline_s": t_plain, "ratio": t_all / t_plain, "target": "<= 1.15",
                      "met": t_all / t_plain <= 1.15, "sizes": f"batch {batch}, 32 px, {len(idx)} layers"})
@@ -127,7 +125,7 @@ def bench_training(device, n: int) -> dict:
             loss.backward()
             opt.step()
 
-    t_ours, t_bare = timed_pair(ours, bare, 5)
+    t_ours, t_bare = timed_together(ours, bare, repeats=5)
     return {"benchmark": "train.fit / bare timm+torch loop (resnet10t, 1 epoch)", "ours_s": t_ours,
             "baseline_s": t_bare, "ratio": t_ours / t_bare, "target": "<= 1.1",
             "met": t_ours / t_bare <= 1.1, "sizes": f"{len(s)} images, batch {batch}, 32 px"}
