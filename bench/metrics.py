@@ -273,22 +273,12 @@ LAYERWISE_ROWS = {
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``fn()`` over ``repeats`` calls, and its value."""
     times, value = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         value = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), value
-
-
-def timed_pair(ours, ref, repeats: int) -> tuple[float, float, float, float]:
-    """(seconds, value) of ``ours`` then of ``ref``, called in turn so that a slow spell of the
-    machine hits both alike: medians over ``repeats`` rounds."""
-    rounds = [(timed(ours, 1), timed(ref, 1)) for _ in range(repeats)]
-    (_, v_ours), (_, v_ref) = rounds[-1]
-    return (statistics.median(r[0][0] for r in rounds), v_ours,
-            statistics.median(r[1][0] for r in rounds), v_ref)
 
 
 def make_row(
@@ -346,7 +336,8 @@ def main() -> None:
         if args.only and not any(s in name for s in args.only):
             continue
         ours()  # warm-up (allocator, lazy imports); not timed
-        t_ours, v_ours, t_ref, v_ref = timed_pair(ours, ref, args.repeats)
+        t_ours, v_ours = timed(ours, args.repeats)
+        t_ref, v_ref = timed(ref, args.repeats)
         rows.append(make_row(name, t_ours, t_ref, float(v_ours), float(v_ref)))
     if not args.only:
         x, y = (torch.as_tensor(data[key], device=device) for key in ("x", "y"))
