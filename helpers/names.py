@@ -13,7 +13,7 @@ from pathlib import Path
 ZOO = ("resnet10t", "resnet18", "convnext_atto", "vit_tiny", "resnet10t_noaug",
        "resnet10t_digits", "smallcnn")
 METRICS = ("nmi", "knn", "1nn", "probe", "logme", "h_score", "gbc", "face", "nc1",
-           "numerical_rank", "rankme")
+           "numerical_rank", "rankme", "sfda", "nleep", "parc", "ncti", "knn_acc")
 DOMAINS = ("glyphs", "glyph_styles", "mnist5k", "digits8x8")
 
 

@@ -17,6 +17,7 @@ from ._validate import ArrayLike
 from .geometry import _nc1, _numerical_rank, _rankme
 from .separability import _knn, _loo_1nn, _nmi, _probe_split, knn_k
 from .transfer import _face, _gbc, _h_score, _logme
+from .transfer_recent import _knn_accuracy, _ncti, _nleep, _parc, _sfda
 
 METRICS: dict[str, Callable[..., float | int | dict]] = {
     "nmi": _nmi,
@@ -30,6 +31,11 @@ METRICS: dict[str, Callable[..., float | int | dict]] = {
     "nc1": _nc1,
     "numerical_rank": _numerical_rank,
     "rankme": _rankme,
+    "sfda": _sfda,
+    "nleep": _nleep,
+    "parc": _parc,
+    "ncti": _ncti,
+    "knn_acc": _knn_accuracy,
 }
 _PROBE_OPTIONS = ("epochs", "lr", "weight_decay", "label_smoothing", "batch_size")
 
@@ -44,8 +50,10 @@ def layerwise(
     """Tidy table (layer, metric, value), one row per layer x metric, layers in the given order.
 
     `options` go to the metrics that take them (k, n_clusters, n_init, random_state, pca_dim, rtol,
-    max_samples, test_fraction and the `linear_probe` settings); kNN's k defaults to the smallest
-    class size - 1. Dict-valued metrics (face) give one row per key, named "face.<key>".
+    max_samples, test_fraction, component_ratio, pca_variance and the `linear_probe` settings);
+    kNN's k (purity and accuracy) defaults to the smallest class size - 1; one pca_dim serves
+    gbc, face, ncti (default 64) and parc (default 32). Dict-valued metrics (face, ncti) give one
+    row per key, named "face.<key>".
     Chapter 1 (separability), Chapter 2 (transferability / FaCe), Chapter 3 (tunnel effect).
     """
     metrics = _check_metrics(metrics)
@@ -74,6 +82,11 @@ def _check_metrics(metrics: Sequence[str]) -> list[str]:
                 f"metrics: unknown metric {name!r}; allowed: {', '.join(METRICS)}.{hint}"
             )
     return list(dict.fromkeys(metrics))
+
+
+def options_of(metric: str) -> set[str]:
+    """The options ``metric`` takes (the names :func:`layerwise` routes to it)."""
+    return _accepted(_check_metrics([metric])[0])
 
 
 def _accepted(name: str) -> set[str]:
