@@ -24,6 +24,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from sweep import bench_sweep
+
 from helpers import data, features, models, train, zoo
 from helpers.device import autocast, get_device
 
@@ -224,7 +226,8 @@ def main():
              ("training loop", lambda: [bench_training(device, 1000 if args.quick else 2000)]),
              ("analysis-only rerun", lambda: [bench_rerun()]),
              ("memory", lambda: [bench_memory(10_000 if args.quick else 50_000)]),
-             ("metrics", lambda: bench_metrics(args.quick))]
+             ("metrics", lambda: bench_metrics(args.quick)),
+             ("sweeps", lambda: bench_sweep(args.quick))]
     for title, step in steps:
         print(f"== {title}", flush=True)
         for row in step():

@@ -1,22 +1,35 @@
-"""Content-addressed on-disk cache: keys cover everything that determines an entry; every
-entry is written atomically, checksummed, and recomputed when found corrupted."""
+"""Content-addressed on-disk cache: keys cover everything that determines an entry, the code
+that computes it included; every entry is written atomically (temp names unique across hosts),
+checksummed, and recomputed when found corrupted."""
 
 from __future__ import annotations
 
+import ast
+import builtins
 import contextlib
 import fcntl
+import functools
+import glob
 import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
 import json
 import os
 import pickle
+import re
+import secrets
 import shutil
-import tempfile
+import socket
+import sys
+import textwrap
+import types
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
-
-from . import __version__
 
 
 def cache_dir() -> Path:
@@ -31,10 +44,240 @@ def cache_dir() -> Path:
     return path
 
 
-def make_key(**parts) -> str:
-    """SHA-256 of the parts (JSON, sorted) and the package version."""
-    text = json.dumps({**parts, "helpers_version": __version__}, sort_keys=True, default=str)
+def make_key(code: Callable | Sequence[Callable], **parts) -> str:
+    """SHA-256 of the parts (JSON, sorted) and of ``code``, the function(s) that compute the
+    entry (:func:`code_hash`): editing that code, or code it calls, misses the old entries."""
+    code = [code] if callable(code) else list(code)
+    text = json.dumps({**parts, "code": code_hash(*code)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: third-party packages whose version enters every key (their code computes our results too)
+KEYED_PACKAGES = ("torch", "timm", "numpy", "scipy", "scikit-learn")
+
+
+def code_hash(*functions: Callable) -> str:
+    """SHA-256 of the source of ``functions`` and of every function, class and constant of
+    their own package that they reach, and of :data:`KEYED_PACKAGES`' versions.
+
+    Reached: names a function loads from its globals or closure (modules followed through the
+    attribute names it uses), lazy ``from . import`` targets, and the classes of the package
+    that define an attribute it uses on an object (a method call). Like ``joblib.Memory``'s
+    function hash, but following the call graph, so that editing a helper a job calls misses
+    its entries and editing unrelated code does not.
+    """
+    sources = {}
+    for fn in functions:
+        sources.update(_reached(fn))
+    versions = {p: _version(p) for p in KEYED_PACKAGES}
+    text = json.dumps({"code": sources, "versions": versions}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@functools.cache
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _package(obj) -> str | None:
+    name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    return name.split(".")[0] if isinstance(name, str) else None
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names) | set(code.co_freevars)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _source(obj) -> str:
+    """A function's compiled code (what runs in this process, not the file, which may have been
+    edited since), or a class's own non-function attributes (its methods are followed)."""
+    if isinstance(obj, type):
+        attrs = {k: v for k, v in vars(obj).items()
+                 if not callable(getattr(v, "__func__", v)) and not isinstance(v, property)
+                 and k not in ("__dict__", "__weakref__", "__doc__", "__module__")}
+        return json.dumps([obj.__qualname__, [b.__qualname__ for b in obj.__bases__],
+                           _stable(attrs)], sort_keys=True)
+    return json.dumps(_code(obj.__code__))
+
+
+def _code(code: types.CodeType) -> list:
+    consts = [_code(c) if isinstance(c, types.CodeType) else _stable(c) for c in code.co_consts]
+    return [code.co_code.hex(), consts, code.co_names, code.co_varnames, code.co_freevars]
+
+
+def _stable(value, depth: int = 0):
+    """A JSON-able picture of a module-level constant, without memory addresses."""
+    if isinstance(value, (str, int, bool, type(None))):
+        return value
+    if isinstance(value, (float, bytes, complex)) or value is Ellipsis:
+        return repr(value)
+    if callable(value) or isinstance(value, types.ModuleType):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
+    if depth > 4:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {str(k): _stable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_stable(v, depth + 1) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    return type(value).__name__
+
+
+def _module_closure(module: types.ModuleType) -> list[types.ModuleType]:
+    """The modules of ``module``'s package that it imports, directly or not (its globals)."""
+    package, seen, stack = _package(module), {}, [module]
+    while stack:
+        m = stack.pop()
+        if m.__name__ in seen:
+            continue
+        seen[m.__name__] = m
+        for value in vars(m).values():
+            if _package(value) != package:
+                continue
+            owner = value if isinstance(value, types.ModuleType) else sys.modules.get(
+                getattr(value, "__module__", ""))
+            if owner is not None:
+                stack.append(owner)
+    return [seen[k] for k in sorted(seen)]
+
+
+_MISSING = object()
+_walks: dict = {}
+
+
+def _reached(root: Callable) -> dict[str, str]:
+    """What :func:`code_hash` hashes for ``root``; the walk is reused while every name it
+    looked up still resolves to the same object (a monkeypatch or a reload walks again)."""
+    walk = _walks.get(root)
+    if walk is None or not all(_unchanged(*lookup) for lookup in walk[1]):
+        walk = _walks[root] = _walk(root)
+    return walk[0]
+
+
+def _constant(name: str, value) -> bool:
+    """A value that is part of the code: a default argument, a closure's value, or a module
+    constant (an UPPER_CASE name, PEP 8); lower-case module globals are state (caches,
+    clients, flags) and change while the code does not."""
+    if callable(value) or isinstance(value, types.ModuleType):
+        return False
+    return name in ("default", "closure") or re.fullmatch(r"_?[A-Z][A-Z0-9_]*", name) is not None
+
+
+def _unchanged(container, name, value) -> bool:
+    if isinstance(container, tuple):  # closure cells
+        return container[name].cell_contents is value
+    return container.get(name, _MISSING) is value
+
+
+def _walk(root: Callable) -> tuple[dict[str, str], list]:
+    root = inspect.unwrap(root.func if isinstance(root, functools.partial) else root)
+    package = _package(root)
+    classes = [c for m in _module_closure(sys.modules[root.__module__])
+               for c in vars(m).values()
+               if isinstance(c, type) and c.__module__ == m.__name__]
+    out: dict[str, str] = {}
+    lookups: list = []
+    stack = [root]
+
+    def follow(value, names: set[str], where: str, name: str, depth: int = 0) -> None:
+        if isinstance(value, functools.partial):
+            value = value.func
+        if callable(value) and hasattr(value, "__wrapped__"):  # functools.cache, wraps
+            value = inspect.unwrap(value)
+        if _package(value) != package:
+            if _constant(name, value):
+                out[f"{where}:{name}"] = json.dumps(_stable(value), sort_keys=True)
+            return
+        if isinstance(value, types.ModuleType):
+            if depth < 3:
+                for n in names & set(vars(value)):
+                    lookups.append((vars(value), n, vars(value)[n]))
+                    follow(vars(value)[n], names, value.__name__, n, depth + 1)
+        elif isinstance(value, type) or inspect.isfunction(value):
+            stack.append(value)
+        elif _constant(name, value):
+            out[f"{where}:{name}"] = json.dumps(_stable(value), sort_keys=True)
+
+    while stack:
+        obj = stack.pop()
+        key = f"{obj.__module__}.{obj.__qualname__}"
+        if key in out:
+            continue
+        out[key] = _source(obj)
+        if isinstance(obj, type):
+            for base in obj.__mro__[1:]:
+                if _package(base) == package:
+                    stack.append(base)
+            lookups.extend((vars(obj), k, v) for k, v in vars(obj).items())
+            for attr in vars(obj).values():
+                attr = getattr(attr, "__func__", attr)
+                for f in (attr, getattr(attr, "fget", None), getattr(attr, "fset", None)):
+                    if inspect.isfunction(f):
+                        stack.append(f)
+            continue
+        names = _names(obj.__code__)
+        cells = obj.__closure__ or ()
+        scope = {n: i for i, n in enumerate(obj.__code__.co_freevars)}
+        missing = set()
+        for n in names:
+            if n in scope:
+                value = cells[scope[n]].cell_contents
+                lookups.append((cells, scope[n], value))
+            elif n in obj.__globals__:
+                value = obj.__globals__[n]
+                lookups.append((obj.__globals__, n, value))
+            else:
+                if not hasattr(builtins, n):
+                    missing.add(n)
+                continue
+            follow(value, names, obj.__module__, "closure" if n in scope else n)
+        for n in _lazy_imports(obj):
+            follow(sys.modules.get(n) or importlib.import_module(n), names, obj.__module__, n)
+        stack.extend(c for c in classes if (missing - _common_attributes()) & set(vars(c)))
+        for default in (obj.__defaults__ or ()) + tuple((obj.__kwdefaults__ or {}).values()):
+            follow(default, names, key, "default")
+    return out, lookups
+
+
+@functools.cache
+def _common_attributes() -> set[str]:
+    """Attribute names of tensors, arrays, frames, modules and builtins: a call ``x.mean()``
+    names no class of ours (a class the code names itself is followed anyway)."""
+    import pandas as pd
+
+    kinds = (torch.Tensor, torch.nn.Module, np.ndarray, pd.DataFrame, pd.Series, dict, list,
+             str, set, tuple)
+    return {n for kind in kinds for n in dir(kind)}
+
+
+def _lazy_imports(fn) -> list[str]:
+    """Modules of ``fn``'s package that it imports inside its body (``from ..x import y``)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    package, top = sys.modules[fn.__module__].__package__, _package(fn)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
+                if node.level else node.module or ""
+            if base.split(".")[0] != top:
+                continue
+            out.append(base)
+            if hasattr(importlib.import_module(base), "__path__"):
+                out.extend(f"{base}.{a.name}" for a in node.names
+                           if importlib.util.find_spec(f"{base}.{a.name}") is not None)
+        elif isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names if a.name.split(".")[0] == top)
+    return out
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -57,7 +300,11 @@ def file_sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """An exclusive lock (``path.lock``) so two processes never build the same entry at once."""
+    """An exclusive lock (``path.lock``) so two processes never build the same entry at once.
+
+    ``flock``: on NFS, Linux clients turn it into a byte-range lock that the server arbitrates
+    between hosts (NFSv4, or v3 with lockd); Lustre needs the ``-o flock`` mount option
+    (``localflock`` locks within one node only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(str(path) + ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -93,11 +340,6 @@ def verify(entry: Path) -> dict | None:
     return meta
 
 
-def temp_dir(parent: Path) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=parent, prefix=".tmp-"))
-
-
 def read_json(path: Path) -> dict | None:
     """The JSON object in ``path``; None if it is missing or unreadable (a killed write)."""
     try:
@@ -106,12 +348,56 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temp file of this process, then a rename."""
+def temp_path(path: Path) -> Path:
+    """A name beside ``path`` that no other process on any host uses: host, pid, random."""
     path = Path(path)
-    tmp = path.with_suffix(f"{path.suffix}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
+    return path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+                          f"{secrets.token_hex(4)}")
+
+
+@contextlib.contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Write to the yielded temp path; on success it replaces ``path`` in one rename, on an
+    error it is removed. Temps of ``path`` left by dead processes of this host (a killed
+    worker) are removed too."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    remove_stale_temps(path)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove ``path``'s temp files (:func:`temp_path`) whose process on this host is gone."""
+    path = Path(path)
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}.tmp-{socket.gethostname()}-*"):
+        pid = tmp.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic`)."""
+    with atomic(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -120,12 +406,24 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` to ``path`` atomically: a temp file of this process, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f"{path.suffix}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    """``torch.save`` to ``path`` atomically (:func:`atomic`)."""
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def cached_table(folder: str, kind: str, code, parts: dict, compute):
+    """A small table (a DataFrame) computed once per key (``parts`` and ``code``, see
+    :func:`make_key`) and kept as CSV under ``cache_dir()/folder``."""
+    import pandas as pd
+
+    path = cache_dir() / folder / f"{kind}-{make_key(code, kind=kind, **parts)}.csv"
+    with locked(path):
+        if path.exists():
+            return pd.read_csv(path)
+        table = compute()
+        with atomic(path) as tmp:
+            table.to_csv(tmp, index=False)
+    return table
 
 
 def load_saved(path: Path):

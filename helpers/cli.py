@@ -39,9 +39,16 @@ def _parser() -> argparse.ArgumentParser:
         "help": "parameter profile: smoke, default or full (default: %(default)s)",
         "metavar": "PROFILE",
     }
+    scheduler = {
+        "default": None,
+        "metavar": "WHERE",
+        "help": "where sweeps of independent jobs run: local, gpus, slurm or tcp://HOST:PORT "
+                "(default: $HELPERS_SCHEDULER, else local)",
+    }
     run = commands.add_parser("run", help="execute chapters with papermill")
     run.add_argument("chapters", nargs="*", metavar="CHAPTER", help="default: all available")
     run.add_argument("--profile", **profile)
+    run.add_argument("--scheduler", **scheduler)
     run.add_argument(
         "-p",
         "--param",
@@ -59,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     book = commands.add_parser("book", help="run every available chapter, then build the book")
     book.add_argument("--profile", **profile)
+    book.add_argument("--scheduler", **scheduler)
     book.add_argument("--skip-run", action="store_true", help="build from the executed notebooks")
     return parser
 
@@ -171,6 +179,14 @@ def record_run(notebook: Path, profile: str, seconds: float) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m helpers``; returns the exit status."""
     args = _parser().parse_args(argv)
+    if getattr(args, "scheduler", None):
+        from helpers.jobs import use_scheduler
+
+        try:
+            use_scheduler(args.scheduler)  # the papermill kernels inherit it
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         if args.command == "list":
             return cmd_list(args.chapter)

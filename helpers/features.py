@@ -149,7 +149,7 @@ def cache_key(model, data: ImageSet, layers="all", pooling: str = "auto", norm: 
     ``weights``: the model's ``cache.weights_hash`` when the caller has it already."""
     names = [layer_names(model)[i] for i in _layer_indices(model, layers)]
     amp = autocast(get_device(device))
-    return cache.make_key(kind="features", weights=weights or cache.weights_hash(model),
+    return cache.make_key(extract, kind="features", weights=weights or cache.weights_hash(model),
                           arch=type(model).__name__, layers=names,
                           pooling=resolve_pooling(model, pooling), norm=norm,
                           transform=describe_transform(input_spec(model)), data=data.fingerprint,
@@ -238,9 +238,7 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
             if partial is not None:
                 for out in outputs:
                     out.f.flush()
-                tmp = partial / "done.json.tmp"
-                tmp.write_text(json.dumps({"rows": start + len(batch), "dims": dims}))
-                os.replace(tmp, partial / "done.json")
+                cache.write_json(partial / "done.json", {"rows": start + len(batch), "dims": dims})
             bar.update(len(batch))
     bar.close()
     model.train(was_training)

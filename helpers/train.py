@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cache
 from .data import ImageSet
 from .device import amp_dtype, autocast, get_device
 from .features import preprocess
@@ -209,7 +209,4 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
 
 
 def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    cache.save_atomic(state, path)

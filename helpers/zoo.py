@@ -13,7 +13,7 @@ import torch
 
 from . import cache
 from .data import CHARACTERS, DIGITS, glyphs
-from .device import parallel_map
+from .jobs import run as jobs_run
 from .models import create
 from .train import evaluate, fit
 
@@ -129,8 +129,14 @@ def report(name: str, scale: str = "default", progress: bool = False, **override
     return {**found, "params": sum(p.numel() for p in model.parameters())}
 
 
+def recipe_key(recipe: dict) -> str:
+    """What pins a member's pre-trained weights without loading them: its recipe and the code
+    that trains it (:func:`pretrain`), as a cache key."""
+    return cache.make_key(pretrain, kind="zoo", **recipe)
+
+
 def _files(name: str, recipe: dict):
-    stem = cache.cache_dir() / "zoo" / f"{name}-{cache.make_key(kind='zoo', **recipe)}"
+    stem = cache.cache_dir() / "zoo" / f"{name}-{recipe_key(recipe)}"
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
@@ -149,7 +155,7 @@ def pretrain_many(members, scale: str = "default", workers: int = 1) -> None:
     print(f"zoo: pre-training {', '.join(todo)} ({scale} scale, once)", flush=True)
     work = {m: spec(m, scale)["images"] * spec(m, scale)["epochs"] for m in todo}
     jobs = [(m, scale) for m in sorted(todo, key=lambda m: -work[m])]
-    parallel_map(_pretrain_report, jobs, workers, label="zoo pre-training")
+    jobs_run(_pretrain_report, jobs, workers, label="zoo pre-training")
 
 
 def load(name: str, scale: str = "default", num_classes: int | None = None, progress: bool = True,

@@ -83,11 +83,12 @@ def smoke_book(tmp_path_factory):
 
 
 def run_chapter(chapter: str, out: Path, *params: str, env: dict | None = None,
-                timeout: float = 900) -> dict[str, str]:
-    """Run ``chapter`` in the smoke profile with ``-p`` ``params`` into ``out``; its glued values."""
+                timeout: float = 900, options: tuple = ()) -> dict[str, str]:
+    """Run ``chapter`` in the smoke profile with ``-p`` ``params`` (and the command-line
+    ``options``) into ``out``; its glued values."""
     from helpers.book import glued
 
-    args = [x for p in params for x in ("-p", p)]
+    args = [x for p in params for x in ("-p", p)] + list(options)
     done = subprocess.run([sys.executable, "-m", "helpers", "run", chapter, "--profile", "smoke",
                            *args, "--output-dir", str(out)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env or os.environ.copy(), check=False)

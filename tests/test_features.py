@@ -104,9 +104,9 @@ def test_a_truncated_saved_entry_reads_as_missing_and_is_removed(tmp_path):
 
 def test_key_covers_all_named_parts():
     base = dict(weights="w", layer="l", pooling="p", transform="t", data="d", dtype="f32")
-    keys = {cache.make_key(**base)}
+    keys = {cache.make_key(features.extract, **base)}
     for part, value in base.items():
-        keys.add(cache.make_key(**{**base, part: value + "x"}))
+        keys.add(cache.make_key(features.extract, **{**base, part: value + "x"}))
     assert len(keys) == len(base) + 1
 
 

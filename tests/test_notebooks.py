@@ -51,3 +51,21 @@ def test_a_killed_chapter_run_resumes_to_the_same_numbers(smoke_glued, tmp_path)
     resumed = run_chapter("double_descent", tmp_path / "out", env=env)
     timeless = lambda g: {k: v for k, v in g.items() if "seconds" not in k}
     assert timeless(resumed) == timeless(smoke_glued["double_descent"])
+
+
+def test_a_chapter_swept_on_a_dask_cluster_glues_the_local_runs_numbers(smoke_glued, tmp_path):
+    """double_descent's 60 transfer runs on two one-thread Dask workers on 127.0.0.1 (a fresh
+    cache, so every run is computed there): its glued numbers are bit-identical."""
+    from distributed import LocalCluster
+
+    env = {**os.environ, "HELPERS_CACHE": str(tmp_path / "cache")}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=40) as cluster:
+        glued = run_chapter("double_descent", tmp_path / "out", env=env,
+                            options=("--scheduler", cluster.scheduler_address))
+        ran_there = cluster.scheduler.task_prefixes["job"].state_counts  # named by function
+    timeless = lambda g: {k: v for k, v in g.items() if "seconds" not in k}
+    assert timeless(glued) == timeless(smoke_glued["double_descent"])
+    assert len(list((tmp_path / "cache" / "double_descent").glob("*.pt"))) == int(
+        glued["dd_n_runs"])
+    assert ran_there["memory"] == int(glued["dd_n_runs"]), ran_there  # all ran on the workers

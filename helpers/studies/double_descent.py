@@ -19,6 +19,7 @@ trainable tail is trained (:func:`transfer_run`); other architectures go through
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import string
@@ -34,8 +35,9 @@ from torch import nn
 
 from .. import cache, data, models, train, zoo
 from ..data import ImageSet
-from ..device import parallel_map
+from ..device import one_thread
 from ..features import preprocess
+from ..jobs import run as jobs_run
 
 CHAPTER = "double_descent"
 #: glyph sources for the smallcnn family: name -> characters (the target is digits)
@@ -98,7 +100,7 @@ def pretrain_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: 
     """(model, report): ``arch`` trained from scratch on ``train_set`` (augmented, AdamW,
     cosine), cached under ``<cache>/double_descent/sources`` by everything that determines it."""
     kwargs = dict(kwargs or {})
-    key = cache.make_key(study=CHAPTER, kind="source", arch=arch, kwargs=kwargs,
+    key = cache.make_key(pretrain_source, study=CHAPTER, kind="source", arch=arch, kwargs=kwargs,
                          train=train_set.fingerprint, test=test_set.fingerprint,
                          resolution=resolution, epochs=epochs, lr=lr, batch_size=batch_size,
                          seed=seed)
@@ -260,7 +262,7 @@ def _predict(model: nn.Module, images: ImageSet, batch_size: int = 512) -> torch
 
 def run_key(source_report: dict, k: int, train_set: ImageSet, test_set: ImageSet, **config) -> str:
     """Cache key of one run: the source recipe and weights, k, the data and every setting."""
-    return cache.make_key(study=CHAPTER, source=source_report.get("sha256") or
+    return cache.make_key(transfer_run, study=CHAPTER, source=source_report.get("sha256") or
                           source_report.get("name"), recipe=source_report.get("recipe"), k=k,
                           train=train_set.fingerprint, test=test_set.fingerprint, **config)
 
@@ -373,16 +375,16 @@ def _job(model, k, train_set, test_set, clean, cfg, cache_file):
 
 def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, *,
              epochs: int = 40, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
-             weight_decay: float = 0.0, workers: int = 1, threads: int | None = 1,
-             progress: bool = True) -> pd.DataFrame:
+             weight_decay: float = 0.0, workers: int = 1, progress: bool = True
+             ) -> pd.DataFrame:
     """Run (or load from the cache) every row of ``runs``; return the per-epoch histories,
     one row per (run, epoch), with the run's settings, ``trainable`` and ``ratio`` =
     trainable parameters / training samples.
 
-    ``sources``: name -> (model, report) from :func:`source_model`. ``workers`` > 1 runs
-    that many single-threaded processes (the runs are independent); in-process runs use
-    ``threads`` torch threads (None: unchanged): the small CNN's tiny convolutions run
-    fastest on one thread per process, and a busy CPU makes more threads much slower.
+    ``sources``: name -> (model, report) from :func:`source_model`. The runs are independent
+    jobs (:func:`helpers.jobs.run`, ``workers`` in flight); on the CPU each runs on one torch
+    thread: the small CNN's tiny convolutions run fastest so, and a busy CPU makes more
+    threads much slower.
     """
     cfg = {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size),
            "optimizer": optimizer, "weight_decay": float(weight_decay)}
@@ -403,24 +405,11 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
         print(f"double_descent: {len(todo)} of {len(jobs)} runs to train "
               f"({len(jobs) - len(todo)} cached)", flush=True)
     tic = time.perf_counter()
-    if workers > 1 and len(todo) > 1:
-        # longest runs first, so that the workers finish together
-        todo = sorted(todo, key=lambda j: -(j[0].size * (6 - min(j[0].k, 5))))
-        parallel_map(_job, [(m, r.k, noisy, test, clean.labels, cfg, f)
-                            for r, m, noisy, clean, f in todo], workers)
-    elif todo:
-        before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            for i, (r, m, noisy, clean, f) in enumerate(todo):
-                transfer_run(m, r.k, noisy, test, clean.labels, cache_file=f, **cfg)
-                if progress and (i + 1) % max(1, len(todo) // 10) == 0:
-                    print(f"  [{i + 1}/{len(todo)}] {r.source} n={r.size} noise={r.noise:g} "
-                          f"seed={r.seed} k={r.k}  ({time.perf_counter() - tic:.0f} s)",
-                          flush=True)
-        finally:
-            torch.set_num_threads(before)
+    todo = sorted(todo, key=lambda j: -(j[0].size * (6 - min(j[0].k, 5))))  # longest first
+    with one_thread() if not torch.cuda.is_available() else contextlib.nullcontext():
+        jobs_run(_job, [(m, r.k, noisy, test, clean.labels, cfg, f)
+                        for r, m, noisy, clean, f in todo], workers,
+                 label="double descent" if progress else None)
     if todo and progress:
         print(f"double_descent: trained in {time.perf_counter() - tic:.0f} s", flush=True)
     frames = []

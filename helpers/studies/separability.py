@@ -25,7 +25,7 @@ import seaborn as sns
 import torch
 
 from .. import cache, data, features, models, plots, train, zoo
-from ..device import parallel_map
+from ..jobs import run as jobs_run
 from ..metrics import layerwise
 
 #: CIFAR-100's "flowers" superclass: the paper's unseen classes for CIFAR.
@@ -37,8 +37,9 @@ METRIC_LABELS = {"nmi": "k-means NMI", "knn": "kNN purity", "1nn": "1-NN accurac
 CONDITIONS = ("fine-tuned", "pre-trained", "random init")
 BASELINES = {"pretrained": "pre-trained", "random": "random init"}
 
-#: The paper's numbers (METHODS.md section 1): max over layers, mean of 3 trials. The column
-#: order ViT, Swin, PVT, CvT, PoolFormer, ConvNeXtV2 is inferred from the paper's figures.
+#: The paper's numbers (methods page, section 1: book/methods.md): max over layers, mean of 3
+#: trials. The column order ViT, Swin, PVT, CvT, PoolFormer, ConvNeXtV2 is inferred from the
+#: paper's figures.
 PAPER_MODELS = ("ViT-B/16", "Swin-T", "PVT-T", "CvT-21", "PoolFormer-S12", "ConvNeXtV2-T")
 PAPER = {
     "calligraphy (15 seen / 5 unseen writers)": {
@@ -148,7 +149,7 @@ def make_domain(name: str, **params) -> Domain:
     if name not in EMBEDDED:
         return build_domain(name, **params)
     fonts = sorted(data.find_fonts()) if name.startswith("glyph") else None
-    key = cache.make_key(kind="separability-domain", name=name, fonts=fonts, params=params)
+    key = cache.make_key(build_domain, kind="separability-domain", name=name, fonts=fonts, params=params)
     path = cache.cache_dir() / "separability" / "domains" / f"{key}.pt"
     domain = cache.load_saved(path)
     if domain is not None:
@@ -251,7 +252,7 @@ def finetune(member: str, domain: Domain, *, scale: str = "default", epochs: int
     checkpoint of an identical earlier run was reused), history (per epoch).
     """
     model = pretrained(member, len(domain.train.classes), scale, seed)
-    key = cache.make_key(kind="separability-finetune", member=member,
+    key = cache.make_key(finetune, kind="separability-finetune", member=member,
                          start=cache.weights_hash(model), train=domain.train.fingerprint,
                          test=domain.test.fingerprint, epochs=epochs, lr=lr,
                          batch_size=batch_size, augment=augment, seed=seed)
@@ -288,10 +289,11 @@ def measure(model, unseen: data.ImageSet, metrics=METRICS, knn_k: int | None = N
             probe_test_fraction: float = 0.5, pooling: str = "auto", seed: int = 0) -> pd.DataFrame:
     """Every layer of ``model`` on ``unseen``: columns layer, layer_index, depth, metric, value.
 
-    Embedding (METHODS.md section 1): CNN stage -> spatial mean; ViT block -> class token.
-    k-means uses k = number of unseen classes; kNN's ``knn_k`` None means images per class - 1
-    (the paper's k = images per class, self excluded). Each metric's values are cached on
-    disk, keyed on the weights, the data, the pooling and the metric's options.
+    Embedding (methods page, section 1: book/methods.md): CNN stage -> spatial mean; ViT
+    block -> class token. k-means uses k = number of unseen classes; kNN's ``knn_k`` None means
+    images per class - 1 (the paper's k = images per class, self excluded). Each metric's
+    values are cached on disk, keyed on the weights, the data, the pooling and the metric's
+    options.
     """
     return _measure(cache.weights_hash(model), unseen,
                     lambda: features.extract(model, unseen, pooling=pooling, progress=False),
@@ -308,7 +310,7 @@ def _measure(weights: str, unseen: data.ImageSet, get_features, metrics, knn_k,
     rows = []
     for metric in metrics:
         opts = metric_options(metric, knn_k, probe_test_fraction, seed)
-        key = cache.make_key(kind="separability-metric", weights=weights, data=unseen.fingerprint,
+        key = cache.make_key((layerwise, features.extract), kind="separability-metric", weights=weights, data=unseen.fingerprint,
                              pooling=pooling, metric=metric, options=opts)
         entry = root / f"{key}.json"
         if entry.exists():
@@ -330,8 +332,13 @@ def _start_identity(member: str, scale: str) -> str:
     """What fixes a member's starting weights, known without loading them: the zoo recipe's
     cache key (deterministic training), or the timm name with its tag (hub weights)."""
     if member in zoo.names():
-        return cache.make_key(kind="zoo", **zoo.spec(member, scale))
+        return zoo.recipe_key(zoo.spec(member, scale))
     return member
+
+
+#: the code that makes a job's model and features (its cache key follows it; the metrics' own
+#: entries follow ``layerwise``)
+JOB_CODE = (finetune, pretrained, random_init, features.extract)
 
 
 def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: str = "default",
@@ -350,14 +357,14 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
     hyper = ({"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment}
              if condition == "fine-tuned" else None)
-    job = cache.make_key(kind="separability-job", member=member,
+    job = cache.make_key(JOB_CODE, kind="separability-job", member=member,
                          start=_start_identity(member, scale), condition=condition,
                          trial=None if condition == "pre-trained" else trial,
                          train=domain.train.fingerprint, test=domain.test.fingerprint,
                          unseen=domain.unseen.fingerprint, classes=len(domain.train.classes),
                          hyper=hyper)
     root = cache.cache_dir() / "separability" / "jobs"
-    files = {m: root / (cache.make_key(job=job, metric=m, options=metric_options(
+    files = {m: root / (cache.make_key(layerwise, job=job, metric=m, options=metric_options(
         m, knn_k, probe_test_fraction, seed)) + ".json") for m in metrics}
     info_file = root / f"{job}.json"
     kw = {"metrics": metrics, "knn_k": knn_k, "probe_test_fraction": probe_test_fraction,
@@ -406,7 +413,7 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
         metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
         seed: int = 0, workers: int = 1, progress: bool = True):
     """The whole study: (layers, runs) DataFrames (:func:`run_one` for every job, in
-    ``workers`` one-thread processes, the zoo first: ``helpers.device.parallel_map``).
+    ``workers`` jobs in flight, the zoo first: :func:`helpers.jobs.run`).
 
     layers: domain, model, condition, trial, layer, layer_index, depth, metric, value.
     runs: domain, model, condition, trial, seen_accuracy, finetune_seconds, cached.
@@ -422,7 +429,7 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
           "augment": augment, "metrics": metrics, "knn_k": knn_k,
           "probe_test_fraction": probe_test_fraction, "seed": seed}
     zoo.pretrain_many(members, scale, workers)
-    results = parallel_map(run_one, [(m, d, cond, t) for d, m, cond, t in jobs], workers,
+    results = jobs_run(run_one, [(m, d, cond, t) for d, m, cond, t in jobs], workers,
                            label="separability" if progress else None, cached_first=True, **kw)
     layers, runs = [], []
     for (d, m, cond, t), (table, info) in zip(jobs, results, strict=True):
@@ -519,7 +526,7 @@ def model_summary(gen: pd.DataFrame, metric: str = "nmi") -> pd.DataFrame:
 
 
 def paper_table() -> pd.DataFrame:
-    """The paper's numbers (METHODS.md section 1) in long form."""
+    """The paper's numbers (methods page, section 1: book/methods.md) in long form."""
     rows = []
     for domain, vals in PAPER.items():
         for i, m in enumerate(PAPER_MODELS):

@@ -29,7 +29,8 @@ import torch
 from .. import cache, data, features, zoo
 from ..chapters import ROOT
 from ..data.real import _to_uint8
-from ..device import get_device, one_thread, parallel_map
+from ..device import get_device, one_thread
+from ..jobs import run as jobs_run
 from ..metrics import face_zoo, layerwise, leep, nce, weighted_tau
 from ..models import input_spec, layer_names
 from ..train import evaluate, fit
@@ -116,7 +117,7 @@ def make_target(name: str, train_per_class: int = 30, test_per_class: int = 50,
     check_targets([name])
     if name in FULL_TARGETS:
         return torchvision_target(name, train_per_class, resolution, seed, root, download), None
-    key = cache.make_key(kind="transferability-target", name=name, train=train_per_class,
+    key = cache.make_key(_make_embedded, kind="transferability-target", name=name, train=train_per_class,
                          test=test_per_class, resolution=resolution, n_fonts=n_fonts, seed=seed,
                          fonts=sorted(data.find_fonts(chars="")))
     path = _root() / f"target-{name}-{key}.pt"
@@ -224,7 +225,7 @@ def _weights_id(member: str, scale: str) -> str:
 def _model_id(member: str, scale: str) -> str:
     """What identifies a member's pre-trained weights in cache keys."""
     if member in zoo.names():
-        return f"{member}:{cache.make_key(kind='zoo', **zoo.spec(member, scale))}"
+        return f"{member}:{zoo.recipe_key(zoo.spec(member, scale))}"
     return member  # a timm hub checkpoint: the name (with its tag) pins the weights
 
 
@@ -242,7 +243,7 @@ def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: s
     """
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size,
                 "weight_decay": weight_decay, "augment": augment, "seed": seed}
-    key = cache.make_key(kind="transferability-finetune", model=_model_id(member, scale),
+    key = cache.make_key(finetune, kind="transferability-finetune", model=_model_id(member, scale),
                          train=train.fingerprint, test=test.fingerprint, **settings)
     stem = _root() / f"ft-{member}-{train.domain}-{key}"
     result_file = stem.with_suffix(".json")
@@ -263,10 +264,8 @@ def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: s
                   "final_train_loss": float(history["train_loss"].iloc[-1]),
                   "train_seconds": time.perf_counter() - tic, **settings}
         if keep_weights:
-            torch.save(model.state_dict(), stem.with_suffix(".pt"))
-        tmp = result_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(result_file)
+            cache.save_atomic(model.state_dict(), stem.with_suffix(".pt"))
+        cache.write_json(result_file, result)
         stem.with_suffix(".ckpt").unlink(missing_ok=True)
     return {**result, "cached": False}
 
@@ -274,14 +273,14 @@ def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: s
 def finetune_table(members, targets: dict, seeds=(0,), scale: str = "default",
                    workers: int = 1, **settings) -> pd.DataFrame:
     """Fine-tune every member on every target (``{name: (train, test)}``) for every seed, in
-    ``workers`` one-thread processes (``helpers.device.parallel_map``), the zoo first.
+    ``workers`` jobs in flight (:func:`helpers.jobs.run`), the zoo first.
 
     One row per run: member, target, seed, accuracy, train_seconds, cached.
     """
     zoo.pretrain_many(members, scale, workers)
     jobs = [(member, train, test, seed, scale, settings) for (name, (train, test)), member, seed
             in itertools.product(targets.items(), members, seeds)]
-    results = parallel_map(_finetune_job, jobs, workers, label="fine-tuning", cached_first=True)
+    results = jobs_run(_finetune_job, jobs, workers, label="fine-tuning", cached_first=True)
     keys = ("member", "target", "seed", "accuracy", "train_seconds", "cached")
     return pd.DataFrame([{k: r[k] for k in keys} for r in results])
 
@@ -385,7 +384,7 @@ def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
     sees and its output, one pass, cached (the features the transferability papers score).
     ``weights``: the model's ``cache.weights_hash`` when the caller has it already."""
     device = get_device(device, quiet=True)
-    key = cache.make_key(kind="transferability-prelogits",
+    key = cache.make_key(pre_logits, kind="transferability-prelogits",
                          weights=weights or cache.weights_hash(model),
                          arch=type(model).__name__, spec=input_spec(model), data=d.fingerprint)
     path = _root() / f"prelogits-{key}.npz"
@@ -402,9 +401,8 @@ def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
             feats.append(model.forward_head(h, pre_logits=True).float().cpu().numpy())
             logits.append(model.forward_head(h).float().cpu().numpy())
     out = {"pre_logits": np.concatenate(feats), "logits": np.concatenate(logits)}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(path)
+    with cache.atomic(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **out)
     return out
 
 
@@ -429,9 +427,8 @@ def _raw_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with cache.atomic(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: int = 50,
@@ -457,7 +454,7 @@ def _score(get_model, weights: str, train: data.ImageSet, *, knn_k: int = 10,
     opts = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
     base = {"kind": "transferability-scores", "weights": weights,
             "data": train.fingerprint, "layers": layers}
-    paths = {m: _root() / f"scores-{m}-{cache.make_key(**base, metric=m, **opts.get(m, {}))}.csv"
+    paths = {m: _root() / f"scores-{m}-{cache.make_key(_score, **base, metric=m, **opts.get(m, {}))}.csv"
              for m in (*_LAYERWISE, "head")}
     missing = [m for m in _LAYERWISE if not paths[m].exists()]
     pl = None
@@ -546,6 +543,7 @@ def tau_table(scores: pd.DataFrame, accuracy: pd.DataFrame, metrics=MAIN_METRICS
     merged = oriented[oriented.metric.isin(metrics)].merge(accuracy, on=["member", "target"])
     rows = []
     for keys, g in merged.groupby(by + ["metric"], sort=False):
+        g = g[np.isfinite(g["value"])]  # a score that failed (LogME on N <= D) ranks nothing
         tau = weighted_tau(g["value"].to_numpy(), g["accuracy"].to_numpy()) if len(g) > 1 else np.nan
         rows.append({**dict(zip(by + ["metric"], keys if isinstance(keys, tuple) else (keys,))),
                      "tau": tau, "n_models": len(g)})

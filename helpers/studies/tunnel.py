@@ -3,10 +3,11 @@
 Masarczyk et al. (2023) found that the last layers of a deep network ("the tunnel") compress
 its representation and lose what a linear probe needs for out-of-distribution (OOD) tasks;
 Harun et al. (2024) asked which variables of training make the tunnel weaker or stronger.
-Protocol (METHODS.md section 3): backbones that differ in ONE variable at a time (resolution,
-augmentation, number of in-distribution classes, depth, architecture); at every layer a linear
-probe (softmax regression, AdamW, label smoothing 0.1) on the ID data and on each OOD set; the
-% of OOD accuracy retained at the penultimate layer, Pearson rho and ID/OOD alignment.
+Protocol (methods page, section 3: book/methods.md): backbones that differ in ONE variable at a
+time (resolution, augmentation, number of in-distribution classes, depth, architecture); at
+every layer a linear probe (softmax regression, AdamW, label smoothing 0.1) on the ID data and
+on each OOD set; the % of OOD accuracy retained at the penultimate layer, Pearson rho and
+ID/OOD alignment.
 
 Plain data in, DataFrames out, explicit seeds. Every expensive step is cached: the backbones
 (``helpers.zoo``), the features (``helpers.features.extract``), and every probe / geometry table
@@ -43,10 +44,12 @@ VARIATIONS = ("rotate90", "rotate180", "invert", "noise")
 EMBEDDED_SETS = ("glyph_styles", "mnist5k", "digits8x8")
 GEOMETRY = ("numerical_rank", "nc1")
 
-#: The papers' claims beside which each variable is judged (METHODS.md section 3).
+#: The papers' claims beside which each variable is judged (methods page, section 3:
+#: book/methods.md).
 #: ``direction``: +1 when the later setting of a variable (the higher resolution, with
 #: augmentation, more classes, deeper) should RETAIN MORE OOD accuracy, -1 when less, 0 when
-#: METHODS.md states no direction. ``low``/``high``: the paper's % retained, where it gives one.
+#: the record we have states no direction. ``low``/``high``: the paper's % retained, where it
+#: gives one.
 PAPER = {
     "resolution": {"low": 68.6, "high": 78.4, "direction": +1, "short": "32 → 224 px",
                    "setting": "ImageNet-100, 32 px vs 224 px (Harun et al.)",
@@ -62,7 +65,7 @@ PAPER = {
               "claim": "deeper → longer tunnel, less OOD accuracy retained"},
     "architecture": {"low": None, "high": None, "direction": 0, "short": "CNN vs ViT",
                      "setting": "CNN vs ViT (Harun et al.)",
-                     "claim": "no number or direction in our METHODS reference: not judged"},
+                     "claim": "no number or direction in the record we have: not judged"},
 }
 
 
@@ -169,7 +172,7 @@ def _cached_set(kind: str, parts: dict, build) -> ImageSet:
     under ``cache_dir()/tunnel``; the key includes the fonts found and matplotlib's version."""
     import matplotlib
 
-    key = cache.make_key(kind=f"tunnel-set-{kind}", fonts=sorted(data.find_fonts(chars="")),
+    key = cache.make_key(build, kind=f"tunnel-set-{kind}", fonts=sorted(data.find_fonts(chars="")),
                          matplotlib=matplotlib.__version__, **parts)
     path = cache.cache_dir() / "tunnel" / f"set-{kind}-{key}.pt"
     with cache.locked(path):
@@ -351,16 +354,7 @@ def probe_split(labels: np.ndarray, train_per_class: int, test_per_class: int, s
 
 def _cached(kind: str, key_parts: dict, compute) -> pd.DataFrame:
     """A small table computed once per key and kept as CSV under ``cache_dir()/tunnel``."""
-    key = cache.make_key(kind=f"tunnel-{kind}", **key_parts)
-    path = cache.cache_dir() / "tunnel" / f"{kind}-{key}.csv"
-    with cache.locked(path):
-        if path.exists():
-            return pd.read_csv(path)
-        table = compute()
-        tmp = path.with_suffix(".csv.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
-    return table
+    return cache.cached_table("tunnel", f"tunnel-{kind}", compute, key_parts, compute)
 
 
 def _layers(net, dataset: ImageSet, cnn_pooling: str) -> dict[str, np.ndarray]:
@@ -535,8 +529,8 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def strength(retained: float) -> str:
-    """The tunnel-strength bin of a % retained (METHODS.md section 3): negligible [95, 100],
-    weak [90, 95), medium [80, 90), strong [0, 80)."""
+    """The tunnel-strength bin of a % retained (methods page, section 3: book/methods.md):
+    negligible [95, 100], weak [90, 95), medium [80, 90), strong [0, 80)."""
     return ("negligible" if retained >= 95 else "weak" if retained >= 90
             else "medium" if retained >= 80 else "strong")
 

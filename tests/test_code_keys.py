@@ -1,0 +1,148 @@
+"""Cache keys follow the code (helpers.cache.code_hash): editing what a job runs misses its
+entries, editing anything else does not; temp files are unique and cleaned up."""
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from helpers import cache, features, plots, zoo
+from helpers.studies import double_descent, separability, tunnel
+
+FILES = {
+    "__init__.py": "",
+    "jobs.py": """
+        from . import util
+        from .shapes import Box
+        SCALE = {"factor": 2}
+
+        def job(x, box):
+            return util.double(x) * SCALE["factor"] + box.area()
+
+        def other(x):
+            from .lazy import triple
+            return triple(x)
+    """,
+    "util.py": """
+        def double(x):
+            return 2 * x
+    """,
+    "shapes.py": """
+        class Box:
+            def __init__(self, w):
+                self.w = w
+
+            def area(self):
+                return self.w * self.w
+    """,
+    "lazy.py": """
+        def triple(x):
+            return 3 * x
+    """,
+    "unrelated.py": """
+        def figure(x):
+            return x
+    """,
+}
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """A small package ``jobpkg`` on sys.path; ``edit(module, old, new)`` rewrites and reloads."""
+    root = tmp_path / "jobpkg"
+    root.mkdir()
+    for name, text in FILES.items():
+        (root / name).write_text(textwrap.dedent(text))
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def load():
+        for name in [m for m in sys.modules if m.startswith("jobpkg")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        return importlib.import_module("jobpkg.jobs")
+
+    def edit(module, old, new):
+        path = root / f"{module}.py"
+        path.write_text(path.read_text().replace(old, new))
+        return load()
+
+    yield load(), edit
+    for name in [m for m in sys.modules if m.startswith("jobpkg")]:
+        del sys.modules[name]
+
+
+def test_editing_a_job_or_what_it_calls_misses_its_entry(package):
+    mod, edit = package
+    key = lambda m: cache.make_key(m.job, x=1)
+    before = key(mod)
+    assert key(mod) == before
+    assert key(edit("unrelated", "return x", "return x + 1")) == before  # not called by the job
+    assert key(edit("lazy", "3 * x", "4 * x")) == before  # only `other` imports it
+    changed = [key(edit("util", "2 * x", "x + x"))]  # a function the job calls
+    changed.append(key(edit("shapes", "self.w * self.w", "self.w ** 2")))  # a method it calls
+    changed.append(key(edit("jobs", '{"factor": 2}', '{"factor": 3}')))  # a constant it reads
+    changed.append(key(edit("jobs", "box.area()", "box.area() + 0")))  # the job itself
+    assert len({before, *changed}) == 5
+
+
+def test_a_lazily_imported_module_is_followed(package):
+    mod, edit = package
+    before = cache.code_hash(mod.other)
+    assert cache.code_hash(edit("lazy", "3 * x", "x * 3").other) != before
+
+
+def test_the_books_jobs_follow_their_own_code_only():
+    reached = lambda fn: {k.split(":")[0] for k in cache._reached(fn)}
+    pretrain = reached(zoo.pretrain)
+    assert {"helpers.train.fit", "helpers.models.create", "helpers.zoo.spec"} <= pretrain
+    assert not {k for k in pretrain if k.startswith(("helpers.plots", "helpers.metrics",
+                                                     "helpers.studies"))}
+    extraction = reached(features.extract)
+    assert "helpers.features._compute" in extraction
+    assert not {k for k in extraction if k.startswith(("helpers.train", "helpers.metrics"))}
+    transfer = reached(double_descent.transfer_run)
+    assert not {k for k in transfer if k.startswith(("helpers.studies.separability",
+                                                     "helpers.studies.tunnel", "helpers.plots"))}
+    assert plots.layer_curves.__qualname__ not in str(reached(separability.finetune))
+    assert "helpers.metrics.layerwise.layerwise" in reached(tunnel.geometry)
+
+
+def test_the_code_hash_is_the_same_in_a_fresh_process():
+    """Keys made by a notebook kernel and by a worker process must agree."""
+    here = cache.code_hash(zoo.pretrain, features.extract)
+    code = ("from helpers import cache, features, zoo; "
+            "print(cache.code_hash(zoo.pretrain, features.extract))")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert there == here
+
+
+def test_temp_names_are_unique_and_dead_writers_temps_are_removed(tmp_path):
+    target = tmp_path / "entry.json"
+    a, b = cache.temp_path(target), cache.temp_path(target)
+    assert a != b and a.name.startswith(f"entry.json.tmp-{os.uname().nodename}-{os.getpid()}-")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f"entry.json.tmp-{os.uname().nodename}-{dead}-0000"
+    left.write_text("half a file")  # a killed writer's
+    other_host = tmp_path / f"entry.json.tmp-elsewhere-{dead}-0000"
+    other_host.write_text("another host's writer: maybe alive")
+    cache.write_json(target, {"a": 1})
+    assert cache.read_json(target) == {"a": 1}
+    assert not left.exists() and other_host.exists()
+    with pytest.raises(ZeroDivisionError), cache.atomic(target) as tmp:
+        tmp.write_text("partial")
+        raise ZeroDivisionError
+    assert cache.read_json(target) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry.json", other_host.name])
+
+
+def test_a_monkeypatched_helper_changes_the_key_and_undoing_it_restores_it(monkeypatch):
+    before = cache.code_hash(zoo.pretrain)
+    monkeypatch.setattr(zoo, "build", lambda *args, **kwargs: None)
+    patched = cache.code_hash(zoo.pretrain)
+    monkeypatch.undo()
+    assert patched != before and cache.code_hash(zoo.pretrain) == before
