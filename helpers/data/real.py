@@ -10,10 +10,59 @@ import torch
 from ..names import torchvision_datasets
 from .imageset import ImageSet
 
+#: Data sets torchvision can no longer download (it raises even when the files are there):
+#: where to get them by hand.
+MANUAL_DOWNLOAD = {"StanfordCars": "https://github.com/pytorch/vision/issues/7545"}
+
 
 def torchvision_names() -> list[str]:
     """Dataset classes that torchvision offers (valid names for :func:`torchvision_set`)."""
     return list(torchvision_datasets())
+
+
+def default_root() -> Path:
+    """Where torchvision data sets live when a chapter names no ``data_root``."""
+    return Path.home() / ".cache" / "torchvision"
+
+
+def open_torchvision(name: str, root=None, download: bool = False, **kwargs):
+    """``torchvision.datasets.<name>(root, **kwargs)``: the files under ``root`` as they are,
+    downloaded only when they are missing and ``download`` is set.
+
+    A set that is missing (or cannot be downloaded) is a one-line :class:`FileNotFoundError`
+    naming it, the root and how to get it. (Asking torchvision for ``download=True`` first
+    would fail for a set that is present but cannot be downloaded: StanfordCars.)
+    """
+    import torchvision.datasets as tvd
+
+    root = Path(root or default_root()).expanduser()
+    cls = getattr(tvd, name)
+    try:
+        return cls(root=str(root), download=False, **kwargs)
+    except RuntimeError as err:  # torchvision's "Dataset not found (or corrupted)"
+        reason = " ".join(str(err).split(".")[0].split())
+    where = f"torchvision data set '{name}' is not under {root} ({reason})"
+    if name in MANUAL_DOWNLOAD:
+        raise FileNotFoundError(f"{where}; torchvision cannot download it: put it there by hand "
+                                f"({MANUAL_DOWNLOAD[name]}) or leave it out") from None
+    if not download:
+        raise FileNotFoundError(f"{where}; set download=true (needs internet) or data_root to a "
+                                "folder that holds it") from None
+    try:
+        return cls(root=str(root), download=True, **kwargs)
+    except (RuntimeError, OSError) as err:  # no network: URLError is an OSError
+        why = " ".join(str(err).split())[:200]
+        raise FileNotFoundError(f"{where} and could not be downloaded ({why}); check the "
+                                "network, or put its files there") from None
+
+
+def require(names, root=None, download: bool = False) -> None:
+    """Check, before any work, that every torchvision data set of ``names`` is under ``root``
+    (downloading it if missing and ``download``): :func:`open_torchvision` for each."""
+    known = set(torchvision_names())
+    for name in dict.fromkeys(names):
+        if name in known:
+            open_torchvision(name, root, download)
 
 
 def _to_uint8(img, resolution: int) -> np.ndarray:
@@ -27,19 +76,13 @@ def torchvision_set(name: str, root, train: bool = True, resolution: int | None 
 
     ``download=True`` fetches it (needs internet); offline, point ``root`` at local files.
     """
-    import torchvision.datasets as tvd
-
     if name not in torchvision_names():
         import difflib
 
         close = difflib.get_close_matches(name, torchvision_names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"dataset: unknown torchvision data set {name!r}{hint}")
-    try:
-        ds = getattr(tvd, name)(root=str(root), train=train, download=download)
-    except RuntimeError as err:
-        raise FileNotFoundError(f"dataset {name!r} not found under {root} ({err}); "
-                                "pass download=True when online") from None
+    ds = open_torchvision(name, root, download, train=train)
     classes = [str(c) for c in getattr(ds, "classes", sorted(set(map(int, ds.targets))))]
     if resolution is None and hasattr(ds, "data") and isinstance(ds.data, np.ndarray):
         data = ds.data if ds.data.ndim == 4 else ds.data[..., None]
