@@ -49,11 +49,12 @@ REGISTRY: tuple[tuple[str, str], ...] = (
     ("transferability", "Transferability estimation from neural collapse (FaCe)"),
     ("tunnel", "The tunnel effect and out-of-distribution generalization"),
     ("double_descent", "Freezing-wise double descent in transfer learning"),
+    ("atlas", "Your model, layer by layer: an atlas of every measure"),
 )
 
 SCALARS = ("int", "float", "str", "bool", "model", "dataset", "metric", "dataset|model")
 TYPES = SCALARS + tuple(f"list[{t}]" for t in SCALARS)
-SPEC_KEYS = {"type", "help", "min", "max", "choices", "nullable", "min_len", "also"}
+SPEC_KEYS = {"type", "help", "min", "max", "choices", "nullable", "min_len", "also", "lazy"}
 
 
 class ParameterError(ValueError):
@@ -374,12 +375,32 @@ def setup(chapter_id: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
             "notebook's parameters cell"
         )
     params = validate(chapter_id, {name: namespace[name] for name in schema})
+    _require_data(chapter_id, schema, params)
     if "seed" in params:
         device = _module("helpers.device")
         if device is not None and hasattr(device, "seed_everything"):
             device.seed_everything(params["seed"])
     _glue_device()
     return params
+
+
+def _require_data(chapter_id: str, schema: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """The torchvision data sets that the parameters name are there (downloaded first when
+    ``download`` is set) before any work; a missing one fails with one line that names it, the
+    root (``data_root``, else ``~/.cache/torchvision``) and how to get it."""
+    known = set(torchvision_datasets())
+    names = [v for key, spec in schema.items() if "dataset" in spec["type"]
+             and not spec.get("lazy")  # used only in some settings: checked where it is used
+             for v in (params[key] if isinstance(params[key], list) else [params[key]])
+             if isinstance(v, str) and v in known]
+    if not names:
+        return
+    from .data.real import require
+
+    try:
+        require(names, params.get("data_root") or None, bool(params.get("download", False)))
+    except FileNotFoundError as exc:
+        raise ParameterError(f"chapter '{chapter_id}': {exc}") from None
 
 
 def _glue_device() -> None:
@@ -394,6 +415,14 @@ def _glue_device() -> None:
     from .device import device_name
 
     glue(DEVICE_GLUE, device_name(), display=False)
+
+
+def glue_record(record: Mapping[str, Any]) -> None:
+    """Glue every ``name: value`` of a chapter's record (the numbers its text quotes)."""
+    from myst_nb import glue
+
+    for name, value in record.items():
+        glue(name, value, display=False)
 
 
 def resolve(

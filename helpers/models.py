@@ -121,6 +121,17 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     return model
 
 
+def checkpoint_classes(name: str, path) -> int:
+    """The number of classes of the head saved in a checkpoint of architecture ``name``."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = state.get("model", state.get("state_dict", state))
+    for prefix in _classifier_prefixes(create(name, 1)):
+        weight = state.get(prefix + "weight")
+        if weight is not None and weight.ndim == 2:
+            return int(weight.shape[0])
+    raise ValueError(f"weights {path}: no classifier weight of {name} found in the checkpoint")
+
+
 def _classifier_prefixes(model: nn.Module) -> list[str]:
     classifier = model.get_classifier()
     names = [n for n, m in model.named_modules() if m is classifier]

@@ -39,6 +39,13 @@ def image_grid(data: ImageSet, n: int = 32, per_row: int = 16, title: str | None
     return fig
 
 
+def palette(names) -> dict:
+    """A colour per name from the colour-blind-safe palette, in the order given (a name keeps
+    its colour wherever the same list is drawn)."""
+    colours = sns.color_palette("colorblind", max(10, len(names)))
+    return {n: colours[i % len(colours)] for i, n in enumerate(names)}
+
+
 def _order(table: pd.DataFrame, column: str | None, order) -> list:
     return [None] if column is None else list(order or dict.fromkeys(table[column]))
 

@@ -68,7 +68,8 @@ def ref_logme_optimised(x, y):
 
 
 def ref_logme_per_class_svd(x, y):
-    """METHODS.md fixed point, one SVD per class, explicit m and residual."""
+    """The methods page's fixed point (book/methods.md, section 2), one SVD per class, explicit m
+    and residual."""
     n, d = x.shape
     out = []
     for c in np.unique(y):

@@ -1,4 +1,4 @@
-"""Summaries of per-layer ID / OOD probe-accuracy curves (METHODS.md §3).
+"""Summaries of per-layer ID / OOD probe-accuracy curves (methods page, section 3: book/methods.md).
 
 Used by Chapter 3 (tunnel effect).
 """

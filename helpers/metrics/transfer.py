@@ -32,8 +32,9 @@ _GBC_MIN_VARIANCE = 1e-4  # variance floor of Pandy et al.'s reference code
 def logme(features: ArrayLike, labels: ArrayLike) -> float:
     """LogME (You et al. 2021): mean over classes of the maximised log evidence per sample.
 
-    Fixed-point updates of (alpha, beta) per class (METHODS.md §2), the evidence taken at the
-    final (alpha, beta); one spectral factorisation of F serves all classes.
+    Fixed-point updates of (alpha, beta) per class (methods page, section 2: book/methods.md),
+    the evidence taken at the final (alpha, beta); one spectral factorisation of F serves all
+    classes.
     Chapter 2 (transferability / FaCe).
     """
     return _logme(LayerStats(features, labels))
@@ -89,8 +90,8 @@ def face(features: ArrayLike, labels: ArrayLike, pca_dim: int = 64) -> dict[str,
     """FaCe terms of one model: variance collapse (-NC1), class fairness, and their raw sum.
 
     Class fairness = -std_c(o_c) / mean_c(o_c), o_c the mean Bhattacharyya coefficient of class c to
-    the others (diagonal Gaussians after PCA; form *unconfirmed*, METHODS.md §2). Compare models
-    with `face_zoo`; Chapter 2 (transferability / FaCe).
+    the others (diagonal Gaussians after PCA; form *unconfirmed*, see the methods page, section 2:
+    book/methods.md). Compare models with `face_zoo`; Chapter 2 (transferability / FaCe).
     """
     return _face(LayerStats(features, labels), pca_dim=pca_dim)
 
