@@ -101,7 +101,7 @@ def _source(obj) -> str:
     if isinstance(obj, type):
         attrs = {k: v for k, v in vars(obj).items()
                  if not callable(getattr(v, "__func__", v)) and not isinstance(v, property)
-                 and k not in ("__dict__", "__weakref__", "__doc__", "__module__")}
+                 and not (k.startswith("__") and k != "__annotations__")}  # __slotnames__...
         return json.dumps([obj.__qualname__, [b.__qualname__ for b in obj.__bases__],
                            _stable(attrs)], sort_keys=True)
     return json.dumps(_code(obj.__code__))
