@@ -116,12 +116,14 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         weight_decay: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
         label_smoothing: float = 0.0, warmup: float = 0.0, augment: bool = False,
         checkpoint=None, checkpoint_every: float = 30.0, device=None, seed: int = 0,
-        progress: bool = True) -> pd.DataFrame:
+        stop_at: float | None = None, progress: bool = True) -> pd.DataFrame:
     """Train the parameters that require grad; return the per-epoch history.
 
     History columns: epoch, lr, train_loss, train_err (on the training labels as given),
     test_loss, test_err, seconds. With ``checkpoint`` (a path), the state is saved after every
     epoch and a rerun resumes from it (bit-identical on CPU); a finished run returns at once.
+    ``stop_at``: stop after the first epoch whose test accuracy reaches it (``epochs`` is then
+    the most; the schedule still spans ``epochs``).
     """
     import time
 
@@ -132,6 +134,9 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         raise ValueError(f"warmup must be a fraction of the steps in [0, 1), got {warmup!r}")
     if len(train) == 0:
         raise ValueError("train is empty")
+    if stop_at is not None and (test is None or not 0 < stop_at <= 1):
+        raise ValueError(f"stop_at must be a test accuracy in (0, 1] and needs a test set; "
+                         f"got {stop_at!r}" + ("" if test is not None else " without a test set"))
     device = get_device(device)
     model.to(device)
     if device.type == "cuda":
@@ -148,7 +153,7 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
     config = _config_hash(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                           weight_decay=weight_decay, momentum=momentum, schedule=schedule,
                           label_smoothing=label_smoothing, warmup=warmup, augment=augment, seed=seed,
-                          train=train.fingerprint, test=test.fingerprint if test else None,
+                          stop_at=stop_at, train=train.fingerprint, test=test.fingerprint if test else None,
                           trainable=[n for n, p in model.named_parameters() if p.requires_grad])
     history, start_epoch = [], 0
     checkpoint = Path(checkpoint) if checkpoint else None
@@ -162,7 +167,12 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="fit", unit="step",
                disable=not progress, leave=False)
     saved = time.perf_counter()
+    def reached() -> bool:
+        return stop_at is not None and bool(history) and 1 - history[-1]["test_err"] >= stop_at
+
     for epoch in range(start_epoch, epochs):
+        if reached():
+            break
         tic = time.perf_counter()
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)
@@ -198,7 +208,8 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         row["seconds"] = time.perf_counter() - tic
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith("err")})
-        if checkpoint and (epoch + 1 == epochs or time.perf_counter() - saved >= checkpoint_every):
+        if checkpoint and (epoch + 1 == epochs or reached()
+                           or time.perf_counter() - saved >= checkpoint_every):
             saved = time.perf_counter()
             _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "history": history,

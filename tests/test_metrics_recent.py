@@ -362,3 +362,22 @@ def test_sfda_rejects_features_without_within_class_variance():
     x = np.repeat(np.eye(3), 4, axis=0)
     with pytest.raises(ValueError, match="vary within the classes"):
         M.sfda(x, np.repeat(np.arange(3), 4))
+
+
+def test_layerwise_each_gives_every_metric_its_own_options_in_few_calls(monkeypatch):
+    import importlib
+
+    L = importlib.import_module("helpers.metrics.layerwise")  # the package exports the function
+
+    x, y = gaussian_classes(n=120, d=40, c=4, seed=3)
+    calls = []
+    real = L.layerwise
+    monkeypatch.setattr(L, "layerwise", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    table = L.layerwise_each({"f": x}, y, {"gbc": {"pca_dim": 8}, "parc": {"pca_dim": 32},
+                                           "knn_acc": {"k": 3}, "sfda": {}})
+    value = table.set_index("metric")["value"]
+    assert value["gbc"] == pytest.approx(M.gbc(x, y, pca_dim=8), rel=1e-12)
+    assert value["parc"] == pytest.approx(M.parc(x, y, pca_dim=32), rel=1e-12)
+    assert value["knn_acc"] == pytest.approx(M.knn_accuracy(x, y, k=3), rel=1e-12)
+    assert value["sfda"] == pytest.approx(M.sfda(x, y), rel=1e-12)
+    assert calls == [["gbc", "knn_acc", "sfda"], ["parc"]]  # pca_dim 8 vs 32: two calls

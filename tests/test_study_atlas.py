@@ -5,32 +5,12 @@ entries)."""
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats
 import torch
 from PIL import Image
 
 from helpers import cache, features, metrics, models
-from helpers.metrics.intervals import clear_best, mean_interval
+from helpers.metrics.intervals import mean_interval
 from helpers.studies import atlas
-
-
-def test_mean_interval_is_students_t_interval_of_the_mean():
-    v = np.array([0.61, 0.64, 0.58, 0.66])
-    mean, low, high = mean_interval(v, 0.9)
-    lo, hi = scipy.stats.t.interval(0.9, len(v) - 1, loc=v.mean(), scale=scipy.stats.sem(v))
-    assert mean == pytest.approx(v.mean()) and (low, high) == pytest.approx((lo, hi))
-    assert mean_interval([0.5, np.nan]) == (0.5, 0.5, 0.5)
-    with pytest.raises(ValueError, match="confidence"):
-        mean_interval(v, 1.0)
-
-
-def test_clear_best_needs_the_best_interval_beyond_every_other():
-    assert clear_best([0.2, 0.8, 0.5], [0.1, 0.7, 0.4], [0.3, 0.9, 0.6]) == {
-        "best": 1, "clear": True, "tied": [], "runner_up": 2}
-    tied = clear_best([0.2, 0.8, 0.75], [0.1, 0.7, 0.65], [0.3, 0.9, 0.85])
-    assert tied["best"] == 1 and not tied["clear"] and tied["tied"] == [2]
-    lower = clear_best([3.0, 1.0, 2.0], [2.9, 0.9, 1.9], [3.1, 1.1, 2.1], higher_is_better=False)
-    assert lower["best"] == 1 and lower["clear"]
 
 
 def _values(curves: dict, seeds=(0, 1, 2), noise=0.01, measure="probe") -> pd.DataFrame:

@@ -231,3 +231,60 @@ def test_rerun_with_other_knn_k_changes_the_best_layer_table(smoke_book, tmp_pat
     a = _executed_output(smoke_book / "book" / "chapters" / "separability.ipynb", marker)
     b = _executed_output(tmp_path / "separability.ipynb", marker)
     assert "<table" in a and "NMI" in a and a != b
+
+
+def test_inner_margin_chooses_the_layer_on_the_other_trials():
+    # trials 0-2 peak at l1; the margin of each held-out trial is its own l1 - l2
+    layers = pd.concat([
+        _toy_layers({0: [.1, .6, .4], 1: [.1, .7, .5], 2: [.2, .65, .45]}, model="inner"),
+        _toy_layers({0: [.1, .5, .6], 1: [.1, .6, .5], 2: [.1, .5, .55]}, model="noisy"),
+    ])
+    m = S.inner_margins(layers).set_index("model")
+    assert m.loc["inner", "best_layer"] == "l1" and m.loc["inner", "trials"] == 3
+    assert m.loc["inner", "margin"] == pytest.approx(0.2)
+    assert m.loc["inner", "low"] == pytest.approx(0.2)  # three equal margins: no spread
+    # "noisy": held out, trial 0 gets l1 from the others' mean (.55 > .525) and loses .1 to its
+    # last layer; trials 1 and 2 get l2 (margin 0): a chance peak does not count as a gain
+    assert m.loc["noisy", "margin"] == pytest.approx(-0.1 / 3)
+    assert m.loc["noisy", "low"] < 0 < m.loc["noisy", "high"]
+    v = S.claim_deepest(m.reset_index())
+    assert v["verdict"] == "reproduced" and v["clear"] == ["inner on d"]
+    one = S.claim_deepest(S.inner_margins(_toy_layers({0: [.1, .6, .4]})))
+    assert one["verdict"].startswith("undetermined")
+
+
+def test_claim_accuracy_compares_qualified_models_with_the_most_accurate():
+    rows = []
+    for model, acc, unseen in (("top", .97, (.30, .32, .31)), ("close", .93, (.50, .52, .49)),
+                               ("weak", .40, (.90, .95, .92)), ("same", .95, (.29, .33, .31))):
+        for t, u in enumerate(unseen):
+            rows.append({"domain": "d", "model": model, "condition": "fine-tuned", "trial": t,
+                         "seen_accuracy": acc, "best_nmi": u})
+    table = S.claim_accuracy(pd.DataFrame(rows), level=0.9).set_index("model")
+    assert not table.loc["weak", "qualified"] and table.loc["top", "most_accurate"]
+    assert table.loc["close", "direction"] == "higher"
+    assert table.loc["close", "effect"] == pytest.approx(np.mean([.50, .52, .49]) - .31)
+    assert table.loc["same", "direction"] == "no difference detected"
+    v = S.claim_accuracy_verdict(table.reset_index())["d"]
+    assert v["verdict"] == "reproduced" and v["better"] == ["close"] and v["qualified"] == 3
+    strict = S.claim_accuracy_verdict(S.claim_accuracy(pd.DataFrame(rows), level=0.96))["d"]
+    assert strict["verdict"] == "not testable"
+    with pytest.raises(ValueError, match="level"):
+        S.claim_accuracy(pd.DataFrame(rows), level=90)
+
+
+def test_claim_sentences_name_the_models_and_intervals():
+    layers = _toy_layers({0: [.1, .6, .4], 1: [.1, .7, .5], 2: [.2, .65, .45]}, model="inner")
+    m = S.inner_margins(layers)
+    text = S.deepest_sentence(m, S.claim_deepest(m))
+    assert text.startswith("an inner layer beats the last one with an interval above 0 for 1 of 1")
+    assert "inner on d, l1: +0.200" in text
+    one = S.inner_margins(_toy_layers({0: [.1, .6, .4]}))
+    assert "at least 3 trials" in S.deepest_sentence(one, S.claim_deepest(one))
+    rows = [{"domain": "d", "model": mod, "condition": "fine-tuned", "trial": t,
+             "seen_accuracy": acc, "best_nmi": u + 0.01 * t}
+            for mod, acc, u in (("top", .97, .3), ("close", .93, .5)) for t in range(3)]
+    table = S.claim_accuracy(pd.DataFrame(rows), level=0.9)
+    text = S.accuracy_sentence(table, S.claim_accuracy_verdict(table), 0.9)
+    assert "2 of 2 models reach 0.90" in text and "close (0.93) is above it by +0.200" in text
+    assert text.endswith("**reproduced**")

@@ -14,6 +14,7 @@ import yaml
 from conftest import run_chapter
 
 from helpers import cache, models
+from helpers import metrics as M
 from helpers.metrics import face_zoo
 from helpers.studies import transferability as study
 
@@ -109,6 +110,69 @@ def test_chance_level_is_exact_for_small_zoos_and_shrinks_with_targets():
     assert 0 < mean4 < one < 1
 
 
+def test_ncti_is_formed_across_the_ranked_members_from_its_terms():
+    terms = {"ncti.seli": [3.0, 1.0, 2.0, 5.0], "ncti.ncc": [0.9, 0.5, 0.7, 0.2],
+             "ncti.vc": [1.0, 2.0, 0.5, 1.5]}
+    out = study.with_face(_scores(terms)).query("metric == 'ncti'").set_index("member")["value"]
+    expected = M.ncti_zoo([{"seli": s, "ncc": n, "vc": v} for s, n, v in zip(*terms.values())])
+    np.testing.assert_allclose(out.loc[list("abcd")], expected)
+
+
+def _runs(accuracies: dict[int, list[float]], targets=("t1", "t2"), members=("a", "b", "c", "d")):
+    return pd.DataFrame([{"member": m, "target": t, "seed": s, "accuracy": a}
+                         for t in targets for s, accs in accuracies.items()
+                         for m, a in zip(members, accs)])
+
+
+def test_bootstrap_of_a_stable_ranking_is_exact_and_its_difference_certain():
+    # every seed orders the members alike: a perfect and a reversed score keep tau 1 and -1
+    runs = _runs({0: [0.9, 0.8, 0.7, 0.6], 1: [0.95, 0.7, 0.65, 0.5], 2: [0.8, 0.75, 0.6, 0.55]})
+    scores = pd.concat([_scores({"logme": [4, 3, 2, 1], "gbc": [1, 2, 3, 4]}, target=t)
+                        for t in ("t1", "t2")])
+    draws = study.tau_bootstrap(scores, runs, ["logme", "gbc"], n_boot=50)
+    np.testing.assert_allclose(draws["logme"], 1.0)
+    np.testing.assert_allclose(draws["gbc"], -1.0)
+    iv = study.tau_intervals(scores, runs, ["logme", "gbc"], draws=draws)
+    assert iv.loc["logme"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    cmp = study.compare_to("logme", iv, draws).loc["gbc"]
+    assert cmp["effect"] == pytest.approx(2.0) and cmp["direction"] == "higher"
+    assert cmp["detectable"] == pytest.approx(0.0)
+
+
+def test_bootstrap_resamples_seeds_within_targets():
+    # seed 0 ranks a > b > c > d, seed 1 the reverse: a draw's tau is the tau of the drawn
+    # seeds' mean accuracy, so every draw is one of the few values those means give
+    runs = _runs({0: [0.9, 0.8, 0.7, 0.6], 1: [0.5, 0.6, 0.7, 0.8]}, targets=("t",))
+    scores = _scores({"logme": [4, 3, 2, 1]})
+    draws = study.tau_bootstrap(scores, runs, ["logme"], n_boot=400, random_state=1)
+    possible = {round(scipy.stats.weightedtau(
+        [4, 3, 2, 1], runs.query("seed in @s").groupby("member")["accuracy"].mean()
+        .loc[list("abcd")].to_numpy()).statistic, 9) for s in ([0], [1])}
+    # mixing seeds 0 and 1 ties every member (tau NaN, left out of the mean)
+    got = set(np.round(draws["logme"].dropna(), 9))
+    assert got == possible and draws["logme"].isna().any()
+    with pytest.raises(ValueError, match="n_boot"):
+        study.tau_bootstrap(scores, runs, ["logme"], n_boot=1)
+
+
+@pytest.mark.parametrize("directions,verdict,detectable", [
+    (["higher", "higher"], "reproduced", 0.3),
+    (["higher", "no difference detected"], "partly reproduced", 0.4),
+    (["no difference detected"] * 2, "not shown", 0.3),
+    (["higher", "lower"], "contradicted", 0.3),
+])
+def test_face_verdict_follows_the_paired_intervals(directions, verdict, detectable):
+    cmp = pd.DataFrame({"direction": directions, "detectable": [0.2, 0.4], "effect": [0.1, -0.1],
+                        "low": [0.05, -0.2], "high": [0.15, 0.0]},
+                       index=pd.Index(["logme", "sfda"], name="metric"))
+    out = study.face_verdict(cmp)
+    assert out["verdict"] == verdict and out["detectable"] == pytest.approx(detectable)
+    text = study.verdict_sentence(out, cmp)
+    assert text.startswith(verdict.capitalize())
+    assert ("FaCe is below SFDA (-0.10 [-0.20, +0.00])" in text) == (directions[1] == "lower")
+    assert ("would detect a difference of about" in text) == ("no difference detected" in directions)
+
+
 def test_align_depths_picks_first_middle_and_last_layer_of_each_model():
     rows = [{"member": m, "target": "t", "layer": f"l{i}", "layer_index": i, "metric": "logme",
              "value": float(i)} for m, n in (("five", 5), ("six", 6)) for i in range(n)]
@@ -154,7 +218,18 @@ def test_scores_cover_every_metric_and_layer_and_are_cached(tiny_zoo):
     model, _ = tiny_zoo("tiny")
     final, per_layer = study.score_member(model, train, probe_epochs=3)
     assert set(final.metric) == {"logme", "h_score", "gbc", "variance_collapse",
-                                 "class_fairness", "nc1", "knn", "probe", "leep", "nce"}
+                                 "class_fairness", "nc1", "knn", "probe", "leep", "nce",
+                                 "sfda", "nleep", "parc", "ncti.seli", "ncti.ncc", "ncti.vc",
+                                 "knn_acc", "params"}
+    value = final.set_index("metric")["value"]
+    x, y = study.pre_logits(model, train)["pre_logits"], train.labels.numpy()
+    assert value["sfda"] == pytest.approx(M.sfda(x, y), rel=1e-9)
+    assert value["parc"] == pytest.approx(M.parc(x, y, pca_dim=32), rel=1e-9)  # PARC's own 32
+    assert value["ncti.seli"] == pytest.approx(M.ncti(x, y, pca_dim=64)["seli"], rel=1e-9)
+    assert value["knn_acc"] == pytest.approx(M.knn_accuracy(x, y, k=7), rel=1e-12)  # 8/class - 1
+    assert value["nleep"] == pytest.approx(M.nleep(x, y, component_ratio=5), rel=1e-6)
+    assert value["params"] == sum(p.numel() for p in model.parameters())
+    assert not {"sfda", "nleep", "parc", "knn_acc", "params"} & set(per_layer.metric)
     assert sorted(per_layer.layer_index.unique()) == [0, 1, 2]
     assert per_layer.depth.max() == 1.0 and "leep" not in set(per_layer.metric)
     assert (final.set_index("metric")["value"]["nce"] <= 0)
@@ -165,9 +240,10 @@ def test_scores_cover_every_metric_and_layer_and_are_cached(tiny_zoo):
     assert set(root.glob("scores-*.csv")) == before  # all read from the cache
     other_k, _ = study.score_member(model, train, probe_epochs=3, knn_k=2)
     new = set(root.glob("scores-*.csv")) - before
-    assert [p.name.split("-")[1] for p in new] == ["knn"]  # only kNN was recomputed
-    same = other_k.set_index("metric")["value"].drop("knn")
-    pd.testing.assert_series_equal(same, final.set_index("metric")["value"].drop("knn"))
+    assert sorted(p.name.split("-")[1] for p in new) == ["knn", "knn_acc"]  # k: only these
+    same = other_k.set_index("metric")["value"].drop(["knn", "knn_acc"])
+    pd.testing.assert_series_equal(same, final.set_index("metric")["value"].drop(["knn",
+                                                                                  "knn_acc"]))
 
 
 def test_score_table_loads_a_member_only_when_a_score_is_missing(tiny_zoo, monkeypatch, tmp_path):

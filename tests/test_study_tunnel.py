@@ -16,6 +16,7 @@ import torch
 from conftest import run_chapter
 
 from helpers import data, models
+from helpers.metrics import ood_retained
 from helpers.studies import tunnel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +86,9 @@ def test_verdicts_follow_the_papers_direction_and_its_noise():
     def verdict(weak, strong, plan=plan, seeds=(0, 1, 2)):
         curves = pd.concat([_curves("weak", {"a": weak}, seeds=seeds),
                             _curves("strong", {"a": strong}, seeds=seeds)])
-        table = tunnel.variable_table(plan, tunnel.summarize(curves), infos,
-                                      per_seed=tunnel.seed_retained(curves))
-        return table, tunnel.verdicts(table).iloc[0]
+        draws = tunnel.bootstrap(curves, n_boot=300)
+        table = tunnel.variable_table(plan, tunnel.summarize(curves), infos, draws=draws)
+        return table, tunnel.verdicts(table, draws).iloc[0]
 
     tunnel_curve, flat = [0.5, 0.8, 0.6, 0.5, 0.4], [0.5, 0.8, 0.8, 0.75, 0.72]
     table, v = verdict(tunnel_curve, flat)
@@ -95,9 +96,30 @@ def test_verdicts_follow_the_papers_direction_and_its_noise():
     assert (table.retained_se > 0).all() and (table.retained_se < 3).all()
     assert v.verdict == "agrees" and v.paper_low == 64.3 and v.paper_high == 78.4
     assert v.difference == pytest.approx(40, abs=5)
+    assert v.difference_low < v.difference < v.difference_high and 0 < v.detectable < 10
+    assert (table.retained_low < table.retained_high).all()
+    assert (table.pearson_low <= table.pearson_high).all()
     assert verdict(tunnel_curve, flat, plan=plan.assign(order=[1, 0]))[1].verdict == "opposite"
-    assert verdict(tunnel_curve, tunnel_curve)[1].verdict == "no clear difference"
+    assert verdict(tunnel_curve, tunnel_curve)[1].verdict == "no difference detected"
     assert verdict(tunnel_curve, flat, seeds=(0,))[1].verdict.startswith("undetermined")
+
+
+def test_bootstrap_draws_are_the_measures_of_resampled_seeds_and_sets():
+    curves = _curves("net", {"a": [0.4, 0.6, 0.5, 0.4, 0.3], "b": [0.3, 0.5, 0.6, 0.8, 0.9]},
+                     seeds=(0, 1), jitter=0.05)
+    draws = tunnel.bootstrap(curves, n_boot=400, random_state=2)
+
+    def retained(name, seeds):
+        c = curves[curves.seed.isin(seeds)].groupby(["dataset", "layer_index"]).accuracy.mean()
+        return ood_retained(c["ID"].to_numpy(), c[name].to_numpy())["retained"]
+
+    # a draw averages two (set, seed multiset) picks: every value is such a mean
+    singles = {(n, s): retained(n, s) for n in "ab" for s in ((0,), (1,), (0, 1))}
+    means = {round((x + y) / 2, 9) for x in singles.values() for y in singles.values()}
+    assert set(np.round(draws.retained, 9)) <= means
+    assert len(set(np.round(draws.retained, 9))) > 3
+    with pytest.raises(ValueError, match="n_boot"):
+        tunnel.bootstrap(curves, n_boot=0)
 
 
 def test_strength_bins_match_methods():

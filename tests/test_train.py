@@ -101,6 +101,26 @@ def test_changed_settings_do_not_resume_a_foreign_checkpoint(small_set, tmp_path
     assert torch.equal(resumed.fc.weight, fresh.fc.weight)  # trained afresh, new settings
 
 
+def test_stop_at_ends_at_the_first_epoch_reaching_the_accuracy_and_stays_stopped(small_set,
+                                                                                  tmp_path):
+    full = train.fit(_model(), small_set, small_set, epochs=8, lr=3e-3, batch_size=16,
+                     progress=False)
+    acc = 1 - full.test_err
+    level = float(acc.iloc[2])  # reached at epoch 3 at the latest
+    first = int(acc.ge(level).to_numpy().argmax()) + 1
+    ckpt = tmp_path / "stop.ckpt"
+    model = _model()
+    h = train.fit(model, small_set, small_set, epochs=8, lr=3e-3, batch_size=16, stop_at=level,
+                  checkpoint=ckpt, progress=False)
+    assert list(h.epoch) == list(range(1, first + 1))
+    assert h.test_err.tolist() == pytest.approx(full.test_err.iloc[:first].tolist())
+    again = train.fit(_model(), small_set, small_set, epochs=8, lr=3e-3, batch_size=16,
+                      stop_at=level, checkpoint=ckpt, progress=False)
+    assert len(again) == first  # the rerun reads the stopped run, trains no further
+    with pytest.raises(ValueError, match="stop_at"):
+        train.fit(_model(), small_set, epochs=1, stop_at=0.9)
+
+
 @pytest.mark.parametrize("bad,match", [({"epochs": 0}, "epochs"), ({"lr": -1}, "lr"),
                                        ({"optimizer": "adam"}, "optimizer"),
                                        ({"schedule": "step"}, "schedule")])

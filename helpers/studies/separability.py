@@ -27,6 +27,7 @@ import torch
 from .. import cache, data, features, models, plots, train, zoo
 from ..jobs import run as jobs_run
 from ..metrics import layerwise
+from ..metrics.intervals import detectable_effect, mean_interval, welch_effect
 
 #: CIFAR-100's "flowers" superclass: the paper's unseen classes for CIFAR.
 FLOWERS = ("orchid", "poppy", "rose", "sunflower", "tulip")
@@ -245,24 +246,25 @@ def source_table(members, scale: str = "default", workers: int = 1) -> pd.DataFr
 
 def finetune(member: str, domain: Domain, *, scale: str = "default", epochs: int = 3,
              lr: float = 1e-3, batch_size: int = 64, augment: bool = True, seed: int = 0,
-             progress: bool = False):
-    """(model, info): ``member`` fine-tuned (all layers) on the seen classes of ``domain``.
+             stop_at: float | None = None, progress: bool = False):
+    """(model, info): ``member`` fine-tuned (all layers) on the seen classes of ``domain``,
+    for ``epochs``, or (``stop_at``) until its seen accuracy reaches that level.
 
-    info: seen_accuracy (on the held-out seen images), seconds, cached (True when the
-    checkpoint of an identical earlier run was reused), history (per epoch).
+    info: seen_accuracy (on the held-out seen images), epochs (trained), seconds, cached (True
+    when the checkpoint of an identical earlier run was reused), history (per epoch).
     """
     model = pretrained(member, len(domain.train.classes), scale, seed)
     key = cache.make_key(finetune, kind="separability-finetune", member=member,
                          start=cache.weights_hash(model), train=domain.train.fingerprint,
                          test=domain.test.fingerprint, epochs=epochs, lr=lr,
-                         batch_size=batch_size, augment=augment, seed=seed)
+                         batch_size=batch_size, augment=augment, seed=seed, stop_at=stop_at)
     ckpt = cache.cache_dir() / "separability" / f"{member.replace('/', '_')}-{key}.ckpt"
     cached = ckpt.exists()
     tic = time.perf_counter()
     history = train.fit(model, domain.train, domain.test, epochs=epochs, lr=lr,
                         batch_size=batch_size, augment=augment, seed=seed, checkpoint=ckpt,
-                        progress=progress)
-    info = {"seen_accuracy": 1 - float(history["test_err"].iloc[-1]),
+                        stop_at=stop_at, progress=progress)
+    info = {"seen_accuracy": 1 - float(history["test_err"].iloc[-1]), "epochs": len(history),
             "seconds": time.perf_counter() - tic, "cached": cached, "history": history}
     return model.eval(), info
 
@@ -344,7 +346,7 @@ JOB_CODE = (finetune, pretrained, random_init, features.extract)
 def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: str = "default",
             epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
             metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
-            seed: int = 0, cached_only: bool = False):
+            seed: int = 0, stop_at: float | None = None, cached_only: bool = False):
     """(layers table, info) of one model in one ``condition`` on one domain.
 
     ``condition``: "fine-tuned" (seed ``trial``), "pre-trained" or "random init" (seed
@@ -355,8 +357,8 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
-    hyper = ({"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment}
-             if condition == "fine-tuned" else None)
+    hyper = ({"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment,
+              "stop_at": stop_at} if condition == "fine-tuned" else None)
     job = cache.make_key(JOB_CODE, kind="separability-job", member=member,
                          start=_start_identity(member, scale), condition=condition,
                          trial=None if condition == "pre-trained" else trial,
@@ -384,12 +386,13 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     n_seen = len(domain.train.classes)
     if condition == "fine-tuned":
         model, info = finetune(member, domain, scale=scale, epochs=epochs, lr=lr,
-                               batch_size=batch_size, augment=augment, seed=trial)
-        info = {k: info[k] for k in ("seen_accuracy", "seconds", "cached")}
+                               batch_size=batch_size, augment=augment, seed=trial,
+                               stop_at=stop_at)
+        info = {k: info[k] for k in ("seen_accuracy", "epochs", "seconds", "cached")}
     else:
         make = pretrained if condition == "pre-trained" else random_init
         model = make(member, n_seen, scale, seed=trial)
-        info = {"seen_accuracy": float("nan"), "seconds": 0.0, "cached": False}
+        info = {"seen_accuracy": float("nan"), "epochs": 0, "seconds": 0.0, "cached": False}
     info["weights"] = cache.weights_hash(model)
     table = _measure(info["weights"], domain.unseen,
                      lambda: features.extract(model, domain.unseen, progress=False), **kw)
@@ -411,12 +414,13 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
         baselines=("pretrained", "random"),
         epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
         metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
-        seed: int = 0, workers: int = 1, progress: bool = True):
+        seed: int = 0, stop_at: float | None = None, workers: int = 1, progress: bool = True):
     """The whole study: (layers, runs) DataFrames (:func:`run_one` for every job, in
     ``workers`` jobs in flight, the zoo first: :func:`helpers.jobs.run`).
 
     layers: domain, model, condition, trial, layer, layer_index, depth, metric, value.
-    runs: domain, model, condition, trial, seen_accuracy, finetune_seconds, cached.
+    runs: domain, model, condition, trial, seen_accuracy, epochs, finetune_seconds, cached.
+    ``stop_at``: fine-tune each model until its seen accuracy reaches it (``epochs`` at most).
     One fine-tuning per (domain, member, trial seed); the baselines once per (domain, member),
     the random init with the first trial's seed.
     """
@@ -427,7 +431,7 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
     jobs += [(d, m, BASELINES[b], trials[0]) for d in domains for m in members for b in baselines]
     kw = {"scale": scale, "epochs": epochs, "lr": lr, "batch_size": batch_size,
           "augment": augment, "metrics": metrics, "knn_k": knn_k,
-          "probe_test_fraction": probe_test_fraction, "seed": seed}
+          "probe_test_fraction": probe_test_fraction, "seed": seed, "stop_at": stop_at}
     zoo.pretrain_many(members, scale, workers)
     results = jobs_run(run_one, [(m, d, cond, t) for d, m, cond, t in jobs], workers,
                            label="separability" if progress else None, cached_first=True, **kw)
@@ -436,6 +440,7 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
         tag = {"domain": d.label, "model": m, "condition": cond, "trial": t}
         layers.append(table.assign(**tag))
         runs.append({**tag, "seen_accuracy": info["seen_accuracy"],
+                     "epochs": info["epochs"],
                      "finetune_seconds": info["seconds"], "cached": info["cached"]})
     cols = ["domain", "model", "condition", "trial", "layer", "layer_index", "depth", "metric",
             "value"]
@@ -555,19 +560,14 @@ def _spearman(x, y) -> float:
     return float(x.rank().corr(y.rank()))
 
 
-def verdict(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi",
-            top_margin: float = 0.05) -> dict:
-    """Numbers for the two headline claims, on the fine-tuned models.
+def verdict(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi") -> dict:
+    """Descriptive numbers behind the two headline claims, on the fine-tuned models (the
+    verdicts themselves: :func:`claim_accuracy` and :func:`claim_deepest`).
 
-    (i) high accuracy does not imply high generalizability: per domain, the spread (max - min
-    over models) of seen accuracy and of the best-layer ``metric``, and the Spearman
-    correlation between them over all runs; ``supported`` when the models within
-    ``top_margin`` of the best seen accuracy differ by more than 0.1 in ``metric``, or a less
-    accurate model beats the most accurate one by more than 0.05.
-    (ii) the deepest layer is not always the best:
-    the share of (domain, model) trial-mean curves whose best layer is not the last, for
-    ``metric`` and over all metrics; ``clear_not_last`` counts those whose margin over the last
-    layer exceeds twice the last layer's standard deviation over trials (None: one trial).
+    Per domain: the range of seen accuracy and of the best-layer ``metric`` over the models,
+    the most accurate and the best-generalizing model, and the Spearman correlation between
+    the two over all runs. Overall: how many trial-mean curves peak before the last layer (for
+    ``metric`` and for all metrics), the mean margin, and the same count run by run.
     """
     gen = generalization(layers, runs, metric)
     summ = model_summary(gen, metric)
@@ -576,36 +576,179 @@ def verdict(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi",
     per_domain = {}
     for dom, g in summ.groupby("domain", sort=False):
         r = ft[ft["domain"] == dom]
-        top = g[g["seen_accuracy"] >= g["seen_accuracy"].max() - top_margin]
-        most_acc = g.loc[g["seen_accuracy"].idxmax()]
-        best_gen = g.loc[g["unseen"].idxmax()]
-        top_spread = float(top["unseen"].max() - top["unseen"].min())
         per_domain[dom] = {
-            "top_models": list(top["model"]), "top_gen_spread": top_spread,
-            "supported": bool((len(top) >= 2 and top_spread > 0.1)
-                              or best_gen["unseen"] - most_acc["unseen"] > 0.05),
             "acc_min": float(g["seen_accuracy"].min()), "acc_max": float(g["seen_accuracy"].max()),
             "gen_min": float(g["unseen"].min()), "gen_max": float(g["unseen"].max()),
-            "acc_spread": float(g["seen_accuracy"].max() - g["seen_accuracy"].min()),
-            "gen_spread": float(g["unseen"].max() - g["unseen"].min()),
             "best_acc_model": str(g.loc[g["seen_accuracy"].idxmax(), "model"]),
             "best_gen_model": str(g.loc[g["unseen"].idxmax(), "model"]),
             "spearman": _spearman(r["seen_accuracy"], r[f"best_{metric}"])}
     sel = best[best["metric"] == metric]
-    clear = None
-    ftl = layers[(layers["condition"] == "fine-tuned") & (layers["metric"] == metric)]
-    if ftl["trial"].nunique() > 1:
-        at_last = ftl[ftl.groupby(["domain", "model"])["layer_index"].transform("max")
-                      == ftl["layer_index"]]
-        sd = at_last.groupby(["domain", "model"])["value"].std().rename("sd_last").reset_index()
-        s2 = sel.merge(sd, on=["domain", "model"], how="left")
-        clear = int(((~s2["is_last"]) & (s2["gain"] > 2 * s2["sd_last"])).sum())
-    return {"metric": metric, "per_domain": per_domain, "clear_not_last": clear,
+    return {"metric": metric, "per_domain": per_domain,
             "spearman_all": _spearman(ft["seen_accuracy"], ft[f"best_{metric}"]),
             "not_last": int((~sel["is_last"]).sum()), "curves": len(sel),
             "not_last_all_metrics": int((~best["is_last"]).sum()), "curves_all_metrics": len(best),
             "mean_gain": float(sel["gain"].mean()),
             "runs_not_last": int((ft["best_depth"] < 1).sum()), "runs": len(ft)}
+
+
+def finetune_effect(summary: pd.DataFrame, margin: float = 0.1) -> str:
+    """Per domain, the mean best-layer index after fine-tuning, with random weights and before
+    fine-tuning (columns of :func:`model_summary`), and whether fine-tuning moved it by more
+    than ``margin``."""
+    effect = []
+    for dom, g in summary.groupby("domain", sort=False):
+        after = g["unseen"].mean()
+        text = f"on {dom}, {after:.2f} after fine-tuning"
+        if "random init" in g:
+            text += f", {g['random init'].mean():.2f} with random weights"
+        if "pre-trained" in g:
+            before = g["pre-trained"].mean()
+            change = ("fine-tuning made the unseen classes markedly more separable"
+                      if after > before + margin else
+                      "fine-tuning made them less separable" if after < before - margin else
+                      "fine-tuning changed little")
+            text += f" and {before:.2f} before fine-tuning: {change}"
+        effect.append(text)
+    return "; ".join(effect)
+
+
+def inner_margins(layers: pd.DataFrame, metric: str = "nmi", condition: str = "fine-tuned",
+                  confidence: float = 0.95) -> pd.DataFrame:
+    """Claim (ii), "the deepest layer is not always the best": per (domain, model), how much the
+    best layer beats the last, with a t interval over trials.
+
+    The best layer is chosen on the *other* trials' mean curve and the margin (value there minus
+    value at the last layer) measured on the held-out trial, so the choice does not inflate the
+    margin (with one trial: chosen and measured on it, no interval). Columns: domain, model,
+    best_layer (on all trials), trials, margin, low, high, se, detectable.
+    """
+    sub = layers[(layers["metric"] == metric) & (layers["condition"] == condition)]
+    rows = []
+    for (dom, mod), g in sub.groupby(["domain", "model"], sort=False):
+        grid = g.pivot_table(index="trial", columns="layer_index", values="value")
+        names = g.drop_duplicates("layer_index").set_index("layer_index")["layer"]
+        values = grid.to_numpy()
+        if len(values) > 1:
+            picks = [int(_deepest_argmax(pd.Series(np.delete(values, t, 0).mean(0))))
+                     for t in range(len(values))]
+        else:
+            picks = [int(_deepest_argmax(pd.Series(values[0])))]
+        margins = [values[t, b] - values[t, -1] for t, b in enumerate(picks)]
+        margin, low, high = mean_interval(margins, confidence)
+        se = float(np.std(margins, ddof=1) / np.sqrt(len(margins))) if len(margins) > 1 else np.nan
+        rows.append({"domain": dom, "model": mod,
+                     "best_layer": names[grid.columns[_deepest_argmax(pd.Series(values.mean(0)))]],
+                     "trials": len(margins), "margin": margin,
+                     "low": low if len(margins) > 1 else np.nan,
+                     "high": high if len(margins) > 1 else np.nan, "se": se,
+                     "detectable": np.nan if np.isnan(se) else detectable_effect(se, confidence)})
+    return pd.DataFrame(rows)
+
+
+def claim_deepest(margins: pd.DataFrame) -> dict:
+    """Verdict on claim (ii) from :func:`inner_margins`: ``reproduced`` when some curve's inner
+    layer beats the last with an interval above 0, ``not shown`` when none does (with the
+    median detectable margin), ``undetermined`` with one trial (no interval)."""
+    if margins["low"].isna().all():
+        return {"verdict": "undetermined (one trial: no interval)", "curves": len(margins),
+                "clear": [], "detectable": float("nan")}
+    clear = margins[margins["low"] > 0]
+    return {"verdict": "reproduced" if len(clear) else "not shown", "curves": len(margins),
+            "clear": [f"{r.model} on {r.domain}" for r in clear.itertuples()],
+            "detectable": float(margins["detectable"].median())}
+
+
+def claim_accuracy(gen: pd.DataFrame, level: float, metric: str = "nmi",
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """Claim (i), "high accuracy does not imply generalizability", among the models that reach
+    ``level`` mean seen accuracy (the paper's models all reach 0.92-0.99).
+
+    Per domain: every qualified model's best-layer ``metric`` minus that of the most accurate
+    qualified model, with Welch's interval over trials. Columns: domain, model, seen_accuracy,
+    unseen, qualified, effect, low, high, detectable, direction (NaN / "" for the most accurate
+    model and the unqualified ones).
+    """
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be a seen accuracy in (0, 1], got {level!r}")
+    ft = gen[gen["condition"] == "fine-tuned"]
+    rows = []
+    for dom, g in ft.groupby("domain", sort=False):
+        means = g.groupby("model", sort=False)[["seen_accuracy", f"best_{metric}"]].mean()
+        qualified = means[means["seen_accuracy"] >= level]
+        top = qualified["seen_accuracy"].idxmax() if len(qualified) else None
+        for model, m in means.iterrows():
+            row = {"domain": dom, "model": model, "seen_accuracy": m["seen_accuracy"],
+                   "unseen": m[f"best_{metric}"], "qualified": model in qualified.index,
+                   "most_accurate": model == top, "effect": np.nan, "low": np.nan,
+                   "high": np.nan, "detectable": np.nan, "direction": ""}
+            if row["qualified"] and model != top:
+                mine, best = (g[g["model"] == name][f"best_{metric}"] for name in (model, top))
+                if min(len(mine), len(best)) > 1:
+                    e = welch_effect(mine, best, confidence)
+                    row.update({k: e[k] for k in ("effect", "low", "high", "detectable",
+                                                  "direction")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def claim_accuracy_verdict(table: pd.DataFrame) -> dict:
+    """Verdict on claim (i) per domain from :func:`claim_accuracy`: ``reproduced`` when a
+    qualified model generalizes detectably better than the most accurate one, ``not shown``
+    when none does, ``not testable`` with fewer than 2 qualified models (or one trial)."""
+    out = {}
+    for dom, t in table.groupby("domain", sort=False):
+        q = t[t["qualified"] & ~t["most_accurate"]]
+        compared = q[q["direction"] != ""]
+        top = t[t["most_accurate"]]["model"]
+        if compared.empty:
+            verdict = "not testable"
+        elif (compared["direction"] == "higher").any():
+            verdict = "reproduced"
+        else:
+            verdict = "not shown"
+        out[dom] = {"verdict": verdict, "qualified": int(t["qualified"].sum()),
+                    "models": len(t), "most_accurate": top.iloc[0] if len(top) else None,
+                    "better": list(compared[compared["direction"] == "higher"]["model"]),
+                    "detectable": (float(compared["detectable"].median()) if len(compared)
+                                   else float("nan"))}
+    return out
+
+
+def deepest_sentence(margins: pd.DataFrame, verdict: dict) -> str:
+    """Claim (ii) in words, from :func:`inner_margins` and :func:`claim_deepest`."""
+    if verdict["verdict"].startswith("undetermined"):
+        return ("with one trial there is no interval: rerun with at least 3 trials "
+                "(`-p \"trials=[0,1,2]\"`) for a verdict")
+    clear = margins[margins["low"] > 0]
+    listed = "; ".join(f"{r.model} on {r.domain}, {r.best_layer}: {r.margin:+.3f} "
+                       f"[{r.low:+.3f}, {r.high:+.3f}]" for r in clear.itertuples())
+    head = (f"an inner layer beats the last one with an interval above 0 for {len(clear)} of "
+            f"{verdict['curves']} (domain, model) pairs")
+    return (f"{head} ({listed})" if len(clear) else
+            f"{head}; this run would detect a margin of about {verdict['detectable']:.3f} "
+            "(80 % power, median over the pairs)")
+
+
+def accuracy_sentence(table: pd.DataFrame, verdicts: dict, level: float) -> str:
+    """Claim (i) in words, per domain, from :func:`claim_accuracy` and its verdict."""
+    parts = []
+    for dom, t in table.groupby("domain", sort=False):
+        v = verdicts[dom]
+        head = f"on {dom}, {v['qualified']} of {v['models']} models reach {level:.2f} seen accuracy"
+        if v["verdict"] == "not testable":
+            parts.append(f"{head}: too few to test the claim (or a single trial)")
+            continue
+        top = t[t["most_accurate"]].iloc[0]
+        better = t[t["model"].isin(v["better"])]
+        found = ("; ".join(f"{r.model} ({r.seen_accuracy:.2f}) is above it by {r.effect:+.3f} "
+                           f"[{r.low:+.3f}, {r.high:+.3f}]" for r in better.itertuples())
+                 if len(better) else
+                 f"no qualified model differs detectably from it (detectable: about "
+                 f"{v['detectable']:.3f})")
+        parts.append(f"{head}; the most accurate, {top.model} ({top.seen_accuracy:.2f}), has a "
+                     f"generalization index of {top.unseen:.3f}; {found}: "
+                     f"**{v['verdict']}**")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ from ..chapters import ROOT
 from ..data.real import _to_uint8
 from ..device import get_device, one_thread
 from ..jobs import run as jobs_run
-from ..metrics import face_zoo, layerwise, leep, nce, weighted_tau
+from ..metrics import face_zoo, leep, nce, ncti_zoo, weighted_tau
+from ..metrics.intervals import paired_effect, percentile_interval
+from ..metrics.layerwise import layerwise_each
 from ..models import input_spec, layer_names
 from ..train import evaluate, fit
 
@@ -364,11 +366,18 @@ SCORE_LABELS = {
     "face": "FaCe", "variance_collapse": "C term (-NC1)", "class_fairness": "F term",
     "face_raw": "C + F (no z-score)", "logme": "LogME", "leep": "LEEP", "nce": "NCE",
     "h_score": "H-score", "gbc": "GBC", "nc1": "-NC1", "knn": "kNN", "probe": "linear probe",
+    "sfda": "SFDA", "nleep": "NLEEP", "parc": "PARC", "ncti": "NCTI", "knn_acc": "kNN accuracy",
+    "params": "parameters",
 }
-MAIN_METRICS = ("face", "logme", "leep", "nce", "h_score", "gbc", "nc1", "knn", "probe")
+#: FaCe and the baselines it is ranked against: its own paper's, those of the work since
+#: (SFDA, NLEEP, PARC, NCTI, kNN accuracy) and the data-free number of parameters.
+MAIN_METRICS = ("face", "logme", "leep", "nce", "h_score", "gbc", "nc1", "knn", "probe",
+                "sfda", "nleep", "parc", "ncti", "knn_acc", "params")
 ABLATION = ("variance_collapse", "class_fairness", "face_raw", "face")
 LAYER_METRICS = ("face", "logme", "h_score", "gbc", "knn", "probe")
 _LAYERWISE = ("logme", "h_score", "gbc", "face", "nc1", "knn", "probe")
+_FINAL_ONLY = ("sfda", "nleep", "parc", "ncti", "knn_acc")  # pre-logits only: the papers' use
+_NCTI_COLUMNS = ("ncti.seli", "ncti.ncc", "ncti.vc")
 _SIGN = {"nc1": -1.0}  # oriented so that higher = predicted to transfer better
 
 
@@ -407,20 +416,25 @@ def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
 
 
 _OPTION_KEYS = {"knn": ("k",), "gbc": ("pca_dim",), "face": ("pca_dim",),
-                "probe": ("epochs", "lr", "random_state", "test_fraction", "batch_size")}
+                "probe": ("epochs", "lr", "random_state", "test_fraction", "batch_size"),
+                "knn_acc": ("k",), "ncti": ("pca_dim",),
+                "nleep": ("random_state", "component_ratio")}
 
 
 def _metric_options(labels: np.ndarray, knn_k: int, probe_epochs: int, pca_dim: int, seed: int):
-    """Per metric of ``_LAYERWISE``, the options it takes (kNN's k capped by the smallest class)."""
+    """Per scored metric, the options it takes: kNN's k capped by the smallest class, NLEEP's
+    5 mixture components per class capped at N / C, PARC its paper's 32 PCA dimensions."""
     smallest = int(np.bincount(labels).min())
     every = {"k": max(1, min(knn_k, smallest - 1)), "epochs": probe_epochs, "pca_dim": pca_dim,
-             "random_state": seed, "test_fraction": 0.5, "batch_size": 256, "lr": 1e-2}
-    return {m: {k: every[k] for k in _OPTION_KEYS.get(m, ())} for m in _LAYERWISE}
+             "random_state": seed, "test_fraction": 0.5, "batch_size": 256, "lr": 1e-2,
+             "component_ratio": max(1, min(5, len(labels) // len(np.unique(labels))))}
+    return {m: {k: every[k] for k in _OPTION_KEYS.get(m, ())} for m in _LAYERWISE + _FINAL_ONLY}
 
 
 def _raw_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """layerwise's names (face.variance_collapse, ...) -> our raw score names."""
-    table = table[table.metric != "face.face"].copy()
+    """layerwise's names (face.variance_collapse, ...) -> our raw score names (NCTI's terms keep
+    theirs: ncti.seli, ncti.ncc, ncti.vc)."""
+    table = table[~table.metric.isin(["face.face"])].copy()
     table["source"] = table["metric"].str.split(".").str[0]
     table["metric"] = table["metric"].str.replace("face.", "", regex=False)
     return table
@@ -454,31 +468,36 @@ def _score(get_model, weights: str, train: data.ImageSet, *, knn_k: int = 10,
     opts = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
     base = {"kind": "transferability-scores", "weights": weights,
             "data": train.fingerprint, "layers": layers}
+    scored = (*_LAYERWISE, *_FINAL_ONLY)
     paths = {m: _root() / f"scores-{m}-{cache.make_key(_score, **base, metric=m, **opts.get(m, {}))}.csv"
-             for m in (*_LAYERWISE, "head")}
-    missing = [m for m in _LAYERWISE if not paths[m].exists()]
+             for m in (*scored, "head")}
+    missing = [m for m in scored if not paths[m].exists()]
     pl = None
     if missing or not paths["head"].exists():
         model = get_model()
         pl = pre_logits(model, train, weights=weights)
     if missing:
-        inputs = {"pre_logits": pl["pre_logits"]}
+        final = {"pre_logits": pl["pre_logits"]}
+        inputs = dict(final)
         if layers:
             feats = features.extract(model, train, progress=False)
             inputs.update({k: v for k, v in feats.items() if k != "logits"})
-        routed = {k: v for m in missing for k, v in opts[m].items()}
         with one_thread():
-            table = _raw_rows(layerwise(inputs, labels, missing, **routed))
+            parts = [layerwise_each(where, labels, {m: opts[m] for m in missing if m in group})
+                     for where, group in ((inputs, _LAYERWISE), (final, _FINAL_ONLY))
+                     if any(m in group for m in missing)]
+        table = _raw_rows(pd.concat(parts, ignore_index=True))
         order = {name: i for i, name in enumerate(layer_names(model))}
         table["layer_index"] = table["layer"].map(order).fillna(-1).astype(int)
         for m in missing:
             _write_csv(table[table.source == m].drop(columns="source"), paths[m])
     if not paths["head"].exists():
         probs = torch.softmax(torch.as_tensor(pl["logits"], dtype=torch.float64), 1).numpy()
-        _write_csv(pd.DataFrame({"layer": "head", "metric": ["leep", "nce"],
-                                 "value": [leep(probs, labels), nce(probs.argmax(1), labels)],
+        _write_csv(pd.DataFrame({"layer": "head", "metric": ["leep", "nce", "params"],
+                                 "value": [leep(probs, labels), nce(probs.argmax(1), labels),
+                                           sum(p.numel() for p in model.parameters())],
                                  "layer_index": -1}), paths["head"])
-    table = pd.concat([pd.read_csv(paths[m]) for m in (*_LAYERWISE, "head")], ignore_index=True)
+    table = pd.concat([pd.read_csv(paths[m]) for m in (*scored, "head")], ignore_index=True)
     n_layers = int(table["layer_index"].max()) + 1  # every layer has rows (extract: all)
     table["depth"] = table["layer_index"] / max(1, n_layers - 1)
     final = table[table.layer_index == -1][["metric", "value"]].reset_index(drop=True)
@@ -509,8 +528,9 @@ def score_table(members, targets: dict, scale: str = "default", progress: bool =
 
 
 def with_face(scores: pd.DataFrame, by=("target",)) -> pd.DataFrame:
-    """Add FaCe (the two terms z-scored across the members present, then added: ``face_zoo``)
-    and the raw sum of the terms, per group ``by``; orient every score so that higher = better."""
+    """Add FaCe (the two terms z-scored across the members present, then added: ``face_zoo``),
+    the raw sum of its terms and NCTI (its terms min-max scaled across the members:
+    ``ncti_zoo``), per group ``by``; orient every score so that higher = better."""
     by = list(by)
     wide = scores.pivot_table(index=by + ["member"], columns="metric", values="value",
                               sort=False).reset_index()
@@ -521,6 +541,9 @@ def with_face(scores: pd.DataFrame, by=("target",)) -> pd.DataFrame:
             raw = g["variance_collapse"] + g["class_fairness"]
             for metric, values in (("face", face), ("face_raw", raw)):
                 extra.append(g[by + ["member"]].assign(metric=metric, value=np.asarray(values)))
+        if set(_NCTI_COLUMNS) <= set(g.columns):
+            terms = g[list(_NCTI_COLUMNS)].rename(columns=lambda c: c.split(".", 1)[1])
+            extra.append(g[by + ["member"]].assign(metric="ncti", value=ncti_zoo(terms)))
     out = pd.concat([scores[by + ["member", "metric", "value"]], *extra], ignore_index=True)
     out["value"] = out["value"] * out["metric"].map(_SIGN).fillna(1.0)
     return out
@@ -610,6 +633,100 @@ def _null_pool(n_models: int, seed: int) -> np.ndarray:
     return np.array([weighted_tau(np.array(p, float), acc) for p in orders])
 
 
+def tau_bootstrap(scores: pd.DataFrame, runs: pd.DataFrame, metrics=MAIN_METRICS,
+                  n_boot: int = 2000, random_state: int = 0) -> pd.DataFrame:
+    """Bootstrap draws (n_boot x metric) of the mean tau over targets.
+
+    Each draw resamples the targets, and within every drawn target the fine-tuning seeds, with
+    replacement; the accuracy is the mean over the drawn seeds. The scores stay fixed (they are
+    a deterministic function of the data). With one seed (published accuracies) only the
+    targets are resampled. Methods page, section "intervals".
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
+        raise ValueError(f"n_boot must be an int >= 2, got {n_boot!r}")
+    oriented = with_face(scores)
+    oriented = oriented[oriented.metric.isin(metrics)]
+    names = [m for m in metrics if m in set(oriented.metric)]
+    wide = {t: g.pivot(index="member", columns="metric", values="value").reindex(columns=names)
+            for t, g in oriented.groupby("target", sort=False)}
+    targets = [t for t in dict.fromkeys(runs["target"]) if t in wide]
+    seeds = sorted(runs["seed"].unique())
+    acc = runs.pivot_table(index=["target", "seed"], columns="member", values="accuracy")
+    memo: dict[tuple, np.ndarray] = {}
+
+    def taus(t: int, drawn: tuple) -> np.ndarray:
+        key = (t, drawn)
+        if key not in memo:
+            a = acc.loc[targets[t]].loc[[seeds[i] for i in drawn]].mean()
+            memo[key] = _taus_of(wide[targets[t]], a)
+        return memo[key]
+
+    rng = np.random.default_rng(random_state)
+    out = np.empty((n_boot, len(names)))
+    for b in range(n_boot):
+        picks = rng.integers(len(targets), size=len(targets))
+        drawn = np.sort(rng.integers(len(seeds), size=(len(targets), len(seeds))), axis=1)
+        stack = np.array([taus(int(t), tuple(d)) for t, d in zip(picks, drawn)])
+        ok = np.isfinite(stack)  # tau is NaN where a score or the accuracies are all tied
+        n = ok.sum(0)
+        out[b] = np.where(n > 0, np.where(ok, stack, 0).sum(0) / np.maximum(n, 1), np.nan)
+    return pd.DataFrame(out, columns=names)
+
+
+def _taus_of(wide: pd.DataFrame, accuracy: pd.Series) -> np.ndarray:
+    """tau of every column of ``wide`` (member x metric) against ``accuracy`` (per member),
+    non-finite scores left out as in :func:`tau_table`."""
+    acc = accuracy.reindex(wide.index).to_numpy()
+    out = []
+    for m in wide.columns:
+        v = wide[m].to_numpy()
+        ok = np.isfinite(v) & np.isfinite(acc)
+        out.append(weighted_tau(v[ok], acc[ok]) if ok.sum() > 1 else np.nan)
+    return np.array(out)
+
+
+def tau_intervals(scores: pd.DataFrame, runs: pd.DataFrame, metrics=MAIN_METRICS,
+                  draws: pd.DataFrame | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """Per metric: mean tau over targets (against the mean accuracy over seeds) with its
+    bootstrap interval (:func:`tau_bootstrap`), best first."""
+    draws = tau_bootstrap(scores, runs, metrics) if draws is None else draws
+    point = tau_table(scores, mean_accuracy(runs), metrics).groupby("metric")["tau"].mean()
+    rows = [{"metric": m, "tau": point[m],
+             **dict(zip(("low", "high"), percentile_interval(draws[m], confidence)))}
+            for m in draws.columns]
+    return pd.DataFrame(rows).set_index("metric").sort_values("tau", ascending=False)
+
+
+def compare_to(claim: str, intervals: pd.DataFrame, draws: pd.DataFrame,
+               confidence: float = 0.95) -> pd.DataFrame:
+    """``claim``'s mean tau minus every other metric's, with a paired bootstrap interval, the
+    smallest difference this run could detect, and the direction (``paired_effect``)."""
+    if claim not in draws.columns:
+        raise ValueError(f"claim {claim!r} is not among the bootstrapped metrics "
+                         f"{list(draws.columns)}")
+    rows = [{"metric": m, **paired_effect(intervals.loc[claim, "tau"] - intervals.loc[m, "tau"],
+                                          draws[claim] - draws[m], confidence)}
+            for m in intervals.index
+            if m != claim and np.isfinite(draws[claim] - draws[m]).any()]
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def face_verdict(comparison: pd.DataFrame) -> dict:
+    """The verdict on "FaCe ranks models better than the other scores" from
+    :func:`compare_to`: ``reproduced`` (above every score), ``contradicted`` (some score is
+    above FaCe), ``partly reproduced`` (above some, no detected difference from the rest) or
+    ``not shown`` (no difference detected from any). Also the scores in each group and the
+    smallest difference the run could detect (the median over the tied scores, else over all)."""
+    above = list(comparison.index[comparison.direction == "higher"])
+    below = list(comparison.index[comparison.direction == "lower"])
+    tied = list(comparison.index[comparison.direction == "no difference detected"])
+    verdict = ("contradicted" if below else "reproduced" if not tied
+               else "partly reproduced" if above else "not shown")
+    among = comparison.loc[tied] if tied else comparison
+    return {"verdict": verdict, "above": above, "below": below, "tied": tied,
+            "detectable": float(among["detectable"].median())}
+
+
 def align_depths(per_layer: pd.DataFrame, grid: int = 5) -> pd.DataFrame:
     """Per member, the layer nearest each of ``grid`` relative depths 0..1 (first..last layer),
     so models of different depth can be ranked layer by layer: adds a ``rel_depth`` column."""
@@ -675,6 +792,56 @@ def plot_scatter(scores: pd.DataFrame, accuracy: pd.DataFrame, target: str, metr
     ax.set_title(f"{target}: {SCORE_LABELS.get(metric, metric)}, tau_w = {tau:.2f}")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_tau_intervals(intervals: pd.DataFrame, band: float | None = None, claim: str = "face",
+                       ax=None):
+    """Mean tau of every score with its bootstrap interval (:func:`tau_intervals`), best at
+    the top, ``claim`` highlighted; ``band``: the chance level of a mean over the targets."""
+    t = intervals.iloc[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 0.32 * len(t) + 1.0))
+    colors = ["C3" if m == claim else "0.35" for m in t.index]
+    y = np.arange(len(t))
+    ax.errorbar(t["tau"], y, xerr=[t["tau"] - t["low"], t["high"] - t["tau"]], fmt="none",
+                ecolor=colors, elinewidth=1.6)
+    ax.scatter(t["tau"], y, c=colors, zorder=3, s=22)
+    ax.set_yticks(y, [SCORE_LABELS.get(m, m) for m in t.index])
+    ax.axvline(0, color="k", lw=0.8)
+    if band is not None:
+        ax.axvline(band, color="0.5", ls="--", lw=0.9, label="95 % chance level")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("mean weighted Kendall tau over targets (95 % bootstrap interval)")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def verdict_sentence(verdict: dict, comparison: pd.DataFrame, claim: str = "face") -> str:
+    """The verdict of :func:`face_verdict` in words: which scores ``claim`` beats, which beat
+    it, with the differences and their intervals, and the smallest detectable difference."""
+    label = SCORE_LABELS.get(claim, claim)
+
+    def listed(metrics) -> str:
+        return ", ".join(f"{SCORE_LABELS.get(m, m)} ({comparison.loc[m, 'effect']:+.2f} "
+                         f"[{comparison.loc[m, 'low']:+.2f}, {comparison.loc[m, 'high']:+.2f}])"
+                         for m in metrics)
+
+    parts = {"reproduced": f"Reproduced: {label} ranks the zoo better than every other score.",
+             "partly reproduced": f"Partly reproduced: {label} ranks better than some scores, "
+                                  "and no difference is detected from the rest.",
+             "not shown": f"Not shown: no score differs detectably from {label}.",
+             "contradicted": f"Contradicted: some scores rank the zoo better than {label}."}
+    text = [parts[verdict["verdict"]]]
+    if verdict["above"]:
+        text.append(f"{label} is above {listed(verdict['above'])}.")
+    if verdict["below"]:
+        text.append(f"{label} is below {listed(verdict['below'])}.")
+    if verdict["tied"]:
+        text.append(f"No difference is detected from {len(verdict['tied'])} scores: this run "
+                    f"would detect a difference of about {verdict['detectable']:.2f} in mean "
+                    "tau (80 % power, the median over those comparisons).")
+    return " ".join(text)
 
 
 def plot_ablation(tau: pd.DataFrame, ax=None):

@@ -32,6 +32,7 @@ from .. import cache, data, features, models, zoo
 from ..data import ImageSet
 from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
+from ..metrics.intervals import paired_effect, percentile_interval
 
 #: The variables of the study, in the chapter's order.
 VARIABLES = ("resolution", "augmentation", "classes", "depth", "architecture")
@@ -528,6 +529,51 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def bootstrap(curves: pd.DataFrame, n_boot: int = 1000, random_state: int = 0) -> pd.DataFrame:
+    """Bootstrap draws of every backbone's mean over the OOD sets of % retained, rho and
+    alignment: columns draw, member, retained, pearson, alignment.
+
+    Each draw resamples the OOD sets with replacement (the same sets for every backbone, so two
+    settings of a variable are compared on paired sets) and, per backbone and set, the probe
+    seeds; the curves are the mean over the drawn seeds. Methods page, section "intervals".
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
+        raise ValueError(f"n_boot must be an int >= 2, got {n_boot!r}")
+    curves = curves.sort_values("layer_index", kind="stable")
+    sets = [d for d in dict.fromkeys(curves.dataset) if d != "ID"]
+    seeds = sorted(curves.seed.unique())
+    members = list(dict.fromkeys(curves.member))
+    grids = {key: (g.pivot(index="seed", columns="layer_index", values="accuracy")
+                   .reindex(seeds).to_numpy(), float(g.chance.iloc[0]))
+             for key, g in curves.groupby(["member", "dataset"], sort=False)}
+    memo: dict[tuple, tuple[float, float, float]] = {}
+
+    def measures(member: str, name: str, drawn: tuple) -> tuple[float, float, float]:
+        if (member, name, drawn) not in memo:
+            (id_grid, id_chance), (ood_grid, ood_chance) = grids[member, "ID"], grids[member, name]
+            a_id, a_ood = id_grid[list(drawn)].mean(0), ood_grid[list(drawn)].mean(0)
+            try:
+                rho = id_ood_pearson(a_id, a_ood)
+            except ValueError:  # a constant curve
+                rho = float("nan")
+            memo[member, name, drawn] = (ood_retained(a_id, a_ood)["retained"], rho,
+                                         id_ood_alignment(a_id, a_ood, id_chance, ood_chance))
+        return memo[member, name, drawn]
+
+    rng = np.random.default_rng(random_state)
+    rows = []
+    for b in range(n_boot):
+        picks = rng.integers(len(sets), size=len(sets))
+        for member in members:
+            drawn = np.sort(rng.integers(len(seeds), size=(len(sets), len(seeds))), axis=1)
+            values = np.array([measures(member, sets[i], tuple(d)) for i, d in zip(picks, drawn)])
+            with np.errstate(invalid="ignore"):
+                mean = [float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+                        for v in values.T]
+            rows.append((b, member, *mean))
+    return pd.DataFrame(rows, columns=["draw", "member", "retained", "pearson", "alignment"])
+
+
 def strength(retained: float) -> str:
     """The tunnel-strength bin of a % retained (methods page, section 3: book/methods.md):
     negligible [95, 100], weak [90, 95), medium [80, 90), strong [0, 80)."""
@@ -536,23 +582,26 @@ def strength(retained: float) -> str:
 
 
 def variable_table(plan: pd.DataFrame, summary: pd.DataFrame, infos: pd.DataFrame,
-                   geom: pd.DataFrame | None = None, per_seed: pd.DataFrame | None = None
-                   ) -> pd.DataFrame:
-    """One row per (variable, setting): mean over OOD sets of % retained, its standard error
-    over probe seeds (``retained_se``, from ``per_seed`` = :func:`seed_retained`: the sd over
-    seeds of each seed's mean over sets, / sqrt(seeds); NaN without it or with one seed), its
-    strength bin, rho, alignment, the pivot depth, the ID accuracy at the last layer, and the
+                   geom: pd.DataFrame | None = None, draws: pd.DataFrame | None = None,
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """One row per (variable, setting): mean over OOD sets of % retained, rho and alignment,
+    each with its bootstrap interval (``<name>_low``, ``<name>_high``, from ``draws`` =
+    :func:`bootstrap`; NaN without it) and % retained's standard error (``retained_se``, the sd
+    of the draws), its strength bin, the pivot depth, the ID accuracy at the last layer, and the
     numerical rank of the last layer on ID data (when ``geom`` is given)."""
     per = summary.groupby("member").agg(
         retained=("retained", "mean"), pearson=("pearson", "mean"),
         alignment=("alignment", "mean"), pivot_depth=("pivot_depth", "mean"),
         last_id=("last_id", "first")).reset_index()
-    if per_seed is not None:
-        by_seed = per_seed.groupby(["member", "seed"]).retained.mean().groupby("member")
-        se = (by_seed.std(ddof=1) / np.sqrt(by_seed.count())).rename("retained_se")
-        per = per.merge(se, on="member", how="left")
-    else:
-        per["retained_se"] = np.nan
+    for name in ("retained", "pearson", "alignment"):
+        bounds = pd.DataFrame(
+            [(m, *(percentile_interval(g[name], confidence) if g[name].notna().any()
+                   else (np.nan, np.nan)))
+             for m, g in (draws.groupby("member") if draws is not None else [])],
+            columns=["member", f"{name}_low", f"{name}_high"])
+        per = per.merge(bounds, on="member", how="left")
+    se = draws.groupby("member").retained.std(ddof=1) if draws is not None else pd.Series()
+    per["retained_se"] = per.member.map(se).astype(float)
     out = plan.merge(per, on="member", how="left").merge(
         infos[["member", "id_classes", "layers", "params_M"]], on="member", how="left")
     if geom is not None:
@@ -576,39 +625,45 @@ def setting_label(row, infos: pd.DataFrame) -> str:
     return row.model
 
 
-def verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """Per variable: the paper's numbers and claim beside ours (first vs last setting), and a
-    verdict: "agrees" / "opposite" when the difference in mean % retained exceeds twice its
-    standard error over probe seeds (both settings combined) and 1 point, "no clear
-    difference" otherwise, "undetermined" without a noise estimate (one probe seed)."""
+def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95
+             ) -> pd.DataFrame:
+    """Per variable: the paper's numbers and claim beside ours (first vs last setting), the
+    difference in mean % retained with its paired bootstrap interval (``draws`` =
+    :func:`bootstrap`), the smallest difference this run could detect, and a verdict:
+    "agrees" / "opposite" when the interval excludes 0, "no difference detected" when it does
+    not, "undetermined" when the draws have no spread (one probe seed and one OOD set)."""
+    by_member = draws.pivot(index="draw", columns="member", values="retained")
     rows = []
     for variable, t in table.groupby("variable", sort=False):
         t = t.sort_values("order")
         low, high = t.iloc[0], t.iloc[-1]
         paper = PAPER[variable]
-        diff = high.retained - low.retained
-        noise = 2 * math.hypot(low.retained_se, high.retained_se)
+        effect = paired_effect(high.retained - low.retained,
+                               by_member[high.member] - by_member[low.member], confidence)
         if paper["direction"] == 0:
             verdict = "not judged (no claim)"
-        elif not noise > 0:  # one probe seed: no noise estimate, no verdict
-            verdict = "undetermined (one probe seed)"
-        elif abs(diff) <= max(noise, 1.0):
-            verdict = "no clear difference"
+        elif not effect["se"] > 0:
+            verdict = "undetermined (no replicates: one probe seed and one OOD set)"
+        elif effect["direction"] == "no difference detected":
+            verdict = "no difference detected"
         else:
-            verdict = "agrees" if np.sign(diff) == paper["direction"] else "opposite"
+            sign = 1 if effect["direction"] == "higher" else -1
+            verdict = "agrees" if sign == paper["direction"] else "opposite"
         rows.append({"variable": variable, "paper_setting": paper["setting"],
                      "paper_short": paper["short"],
                      "paper_low": paper["low"], "paper_high": paper["high"],
                      "claim": paper["claim"], "ours_low_setting": low.setting,
                      "ours_high_setting": high.setting, "ours_low": low.retained,
-                     "ours_high": high.retained, "difference": diff, "noise_2se": noise,
-                     "verdict": verdict})
+                     "ours_high": high.retained, "difference": effect["effect"],
+                     "difference_low": effect["low"], "difference_high": effect["high"],
+                     "detectable": effect["detectable"], "verdict": verdict})
     return pd.DataFrame(rows)
 
 
 def paper_table(verdicts_table: pd.DataFrame) -> pd.DataFrame:
-    """The chapter's compact "paper beside ours" table: settings and % retained of both, the
-    noise (2 se) and the verdict; where the paper gives no number, its claim."""
+    """The chapter's compact "paper beside ours" table: settings and % retained of both, our
+    difference with its interval, the smallest detectable difference and the verdict; where
+    the paper gives no number, its claim."""
     def paper_numbers(r):
         if r.paper_low is None or pd.isna(r.paper_low):
             return f"no number: {r.claim}"
@@ -622,7 +677,10 @@ def paper_table(verdicts_table: pd.DataFrame) -> pd.DataFrame:
                            + verdicts_table.ours_high_setting),
         "ours: % retained": [f"{r.ours_low:.1f} → {r.ours_high:.1f}"
                              for r in verdicts_table.itertuples()],
-        "2 se": [f"{x:.1f}" if x > 0 else "-" for x in verdicts_table.noise_2se],
+        "ours: difference (95 % interval)": [
+            f"{r.difference:+.1f} [{r.difference_low:+.1f}, {r.difference_high:+.1f}]"
+            for r in verdicts_table.itertuples()],
+        "detectable": [f"{x:.1f}" if x > 0 else "-" for x in verdicts_table.detectable],
         "verdict": verdicts_table.verdict})
 
 
