@@ -267,8 +267,8 @@ def test_claim_accuracy_compares_qualified_models_with_the_most_accurate():
     assert table.loc["same", "direction"] == "no difference detected"
     v = S.claim_accuracy_verdict(table.reset_index())["d"]
     assert v["verdict"] == "reproduced" and v["better"] == ["close"] and v["qualified"] == 3
-    strict = S.claim_accuracy_verdict(S.claim_accuracy(pd.DataFrame(rows), level=0.96))["d"]
-    assert strict["verdict"] == "not testable"
+    strict = S.claim_accuracy_verdict(S.claim_accuracy(pd.DataFrame(rows), level={"d": 0.96}))
+    assert strict["d"]["verdict"] == "not testable"
     with pytest.raises(ValueError, match="level"):
         S.claim_accuracy(pd.DataFrame(rows), level=90)
 
@@ -285,6 +285,6 @@ def test_claim_sentences_name_the_models_and_intervals():
              "seen_accuracy": acc, "best_nmi": u + 0.01 * t}
             for mod, acc, u in (("top", .97, .3), ("close", .93, .5)) for t in range(3)]
     table = S.claim_accuracy(pd.DataFrame(rows), level=0.9)
-    text = S.accuracy_sentence(table, S.claim_accuracy_verdict(table), 0.9)
+    text = S.accuracy_sentence(table, S.claim_accuracy_verdict(table))
     assert "2 of 2 models reach 0.90" in text and "close (0.93) is above it by +0.200" in text
     assert text.endswith("**reproduced**")

@@ -402,6 +402,23 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     return table, info
 
 
+def _job(member, domain, condition, trial, stop_at, cached_only: bool = False, **kw):
+    """:func:`run_one` with the domain's own ``stop_at`` (a module function, for workers)."""
+    return run_one(member, domain, condition, trial, stop_at=stop_at, cached_only=cached_only,
+                   **kw)
+
+
+def _levels(stop_at, domains) -> dict:
+    """``stop_at`` (None, one level, or one per domain) as {domain label: level}."""
+    if stop_at is None or isinstance(stop_at, (int, float)):
+        return {d.label: stop_at for d in domains}
+    levels = list(stop_at)
+    if len(levels) != len(domains):
+        raise ValueError(f"stop_at: give one level or one per domain ({len(domains)}), "
+                         f"got {levels}")
+    return {d.label: level for d, level in zip(domains, levels)}
+
+
 def _write_job(files: dict, table: pd.DataFrame) -> None:
     """One job's values, one JSON file per metric."""
     next(iter(files.values())).parent.mkdir(parents=True, exist_ok=True)
@@ -414,26 +431,28 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
         baselines=("pretrained", "random"),
         epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
         metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
-        seed: int = 0, stop_at: float | None = None, workers: int = 1, progress: bool = True):
+        seed: int = 0, stop_at=None, workers: int = 1, progress: bool = True):
     """The whole study: (layers, runs) DataFrames (:func:`run_one` for every job, in
     ``workers`` jobs in flight, the zoo first: :func:`helpers.jobs.run`).
 
     layers: domain, model, condition, trial, layer, layer_index, depth, metric, value.
     runs: domain, model, condition, trial, seen_accuracy, epochs, finetune_seconds, cached.
-    ``stop_at``: fine-tune each model until its seen accuracy reaches it (``epochs`` at most).
+    ``stop_at``: fine-tune each model until its seen accuracy reaches it (``epochs`` at most):
+    one level, or one per domain.
     One fine-tuning per (domain, member, trial seed); the baselines once per (domain, member),
     the random init with the first trial's seed.
     """
     for b in baselines:
         if b not in BASELINES:
             raise ValueError(f"baselines: {b!r} is not one of {list(BASELINES)}")
+    levels = _levels(stop_at, domains)
     jobs = [(d, m, "fine-tuned", t) for d in domains for m in members for t in trials]
     jobs += [(d, m, BASELINES[b], trials[0]) for d in domains for m in members for b in baselines]
     kw = {"scale": scale, "epochs": epochs, "lr": lr, "batch_size": batch_size,
           "augment": augment, "metrics": metrics, "knn_k": knn_k,
-          "probe_test_fraction": probe_test_fraction, "seed": seed, "stop_at": stop_at}
+          "probe_test_fraction": probe_test_fraction, "seed": seed}
     zoo.pretrain_many(members, scale, workers)
-    results = jobs_run(run_one, [(m, d, cond, t) for d, m, cond, t in jobs], workers,
+    results = jobs_run(_job, [(m, d, cond, t, levels[d.label]) for d, m, cond, t in jobs], workers,
                            label="separability" if progress else None, cached_first=True, **kw)
     layers, runs = [], []
     for (d, m, cond, t), (table, info) in zip(jobs, results, strict=True):
@@ -658,26 +677,28 @@ def claim_deepest(margins: pd.DataFrame) -> dict:
             "detectable": float(margins["detectable"].median())}
 
 
-def claim_accuracy(gen: pd.DataFrame, level: float, metric: str = "nmi",
+def claim_accuracy(gen: pd.DataFrame, level, metric: str = "nmi",
                    confidence: float = 0.95) -> pd.DataFrame:
     """Claim (i), "high accuracy does not imply generalizability", among the models that reach
-    ``level`` mean seen accuracy (the paper's models all reach 0.92-0.99).
+    ``level`` mean seen accuracy (the paper's models all reach 0.92-0.99): one level, or
+    {domain: level}.
 
     Per domain: every qualified model's best-layer ``metric`` minus that of the most accurate
-    qualified model, with Welch's interval over trials. Columns: domain, model, seen_accuracy,
-    unseen, qualified, effect, low, high, detectable, direction (NaN / "" for the most accurate
+    qualified model, with Welch's interval over trials. Columns: domain, level, model,
+    seen_accuracy, unseen, qualified, most_accurate, effect, low, high, detectable, direction (NaN / "" for the most accurate
     model and the unqualified ones).
     """
-    if not 0 < level <= 1:
-        raise ValueError(f"level must be a seen accuracy in (0, 1], got {level!r}")
     ft = gen[gen["condition"] == "fine-tuned"]
     rows = []
     for dom, g in ft.groupby("domain", sort=False):
+        lev = level[dom] if isinstance(level, dict) else level
+        if not 0 < lev <= 1:
+            raise ValueError(f"level must be a seen accuracy in (0, 1], got {lev!r}")
         means = g.groupby("model", sort=False)[["seen_accuracy", f"best_{metric}"]].mean()
-        qualified = means[means["seen_accuracy"] >= level]
+        qualified = means[means["seen_accuracy"] >= lev]
         top = qualified["seen_accuracy"].idxmax() if len(qualified) else None
         for model, m in means.iterrows():
-            row = {"domain": dom, "model": model, "seen_accuracy": m["seen_accuracy"],
+            row = {"domain": dom, "level": lev, "model": model, "seen_accuracy": m["seen_accuracy"],
                    "unseen": m[f"best_{metric}"], "qualified": model in qualified.index,
                    "most_accurate": model == top, "effect": np.nan, "low": np.nan,
                    "high": np.nan, "detectable": np.nan, "direction": ""}
@@ -729,12 +750,13 @@ def deepest_sentence(margins: pd.DataFrame, verdict: dict) -> str:
             "(80 % power, median over the pairs)")
 
 
-def accuracy_sentence(table: pd.DataFrame, verdicts: dict, level: float) -> str:
+def accuracy_sentence(table: pd.DataFrame, verdicts: dict) -> str:
     """Claim (i) in words, per domain, from :func:`claim_accuracy` and its verdict."""
     parts = []
     for dom, t in table.groupby("domain", sort=False):
         v = verdicts[dom]
-        head = f"on {dom}, {v['qualified']} of {v['models']} models reach {level:.2f} seen accuracy"
+        head = (f"on {dom}, {v['qualified']} of {v['models']} models reach "
+                f"{t['level'].iloc[0]:.2f} seen accuracy")
         if v["verdict"] == "not testable":
             parts.append(f"{head}: too few to test the claim (or a single trial)")
             continue
