@@ -241,3 +241,52 @@ def test_a_timm_resnet_source_goes_through_fit_and_reports_memorization(tmp_path
     counts = dd.parameter_counts(source)
     assert list(h.epoch) == [1, 2] and h.trainable.iloc[0] == counts.trainable[3]
     assert 0 <= h.memorized.iloc[-1] <= 1 and np.isnan(h.memorized.iloc[0])
+
+
+def _grid(ew_curves: dict, fw_curves: dict, far_curve=None):
+    """Synthetic epoch histories (k = 0 per size) and final errors per (source, size) for the
+    chapter's claims: ``ew_curves`` {size: curve}, ``fw_curves`` {size: errors over k}."""
+    history = pd.concat([_history(c).assign(size=n) for n, c in ew_curves.items()])
+    finals = pd.concat([_finals(c).assign(size=n) for n, c in fw_curves.items()])
+    if far_curve is not None:
+        finals = pd.concat([finals, _finals(far_curve).assign(source="far",
+                                                               size=max(fw_curves))])
+    return history, finals
+
+
+def test_source_gap_marks_the_source_better_by_more_than_z_standard_errors():
+    _, finals = _grid({100: [0.5] * 6}, {100: [0.10, 0.25, 0.12, 0.05, 0.30]},
+                      far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
+    gap = dd.source_gap(finals, "s", "far", 100).loc[0.2]
+    assert gap.loc[1, "better"] == "far" and gap.loc[3, "better"] == "near"
+    assert gap.loc[0, "better"] == "" and gap.loc[4, "better"] == ""
+    near = finals[(finals.source == "s") & (finals.k == 1)].test_err
+    far = finals[(finals.source == "far") & (finals.k == 1)].test_err
+    assert gap.loc[1, "far - near"] == pytest.approx(far.mean() - near.mean())
+    assert gap.loc[1, "s.e."] == pytest.approx(np.hypot(far.sem(), near.sem()))
+
+
+def test_claims_follow_their_stated_rules():
+    down_up_down = [0.5, 0.2, 0.1, 0.2, 0.3, 0.25, 0.2, 0.15, 0.15, 0.15, 0.15, 0.15]
+    weak = [0.5, 0.2, 0.1, 0.12, 0.14, 0.14, 0.14, 0.14, 0.14, 0.14, 0.14, 0.14]
+    history, finals = _grid({400: down_up_down, 100: weak},
+                            {400: [0.10, 0.25, 0.12, 0.05, 0.30], 100: [0.3] * 5},
+                            far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
+    ew, fw = dd.epoch_wise(history), dd.freezing_wise(finals[finals.source == "s"])
+    gap = dd.source_gap(finals, "s", "far", 400)
+    table = dd.claims(ew, fw, finals, "s", 0.2, k0=0, gap=gap).set_index("claim (Dar et al.)")
+    v = table["verdict"]
+    assert v["epoch-wise double descent with label noise"] == "reproduced"
+    assert v["larger target set, stronger epoch-wise double descent"] == "reproduced"
+    # _finals memorizes everything below k = 2 and nothing above
+    assert v["frozen layers decide under- vs overparameterized"] == "reproduced"
+    assert v["freezing-wise double descent"] == "reproduced"
+    assert v["a less related source can transfer better"] == "reproduced"
+    assert "k=1" in table.loc["a less related source can transfer better", "ours"]
+    without = dd.claims(ew, fw, finals, "s", 0.2, k0=0)
+    assert len(without) == 4
+    s = dd.epochwise_sentences(ew, "s", 0.2, k0=0)
+    assert s["second"].startswith("comes down again after the peak, by 15.")
+    thr = dd.interpolation_threshold(finals[finals.source == "s"])
+    assert dd.freezing_sentence(fw, thr, "s", 0.2).startswith("a peak at k = 1 for n = 400, "
+                                                              "exactly at the empirical")
