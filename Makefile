@@ -19,7 +19,8 @@ book: .venv/ok  ## run every chapter (embedded default profile) and build _build
 test: .venv/ok  ## the whole test suite (smoke profile for the notebooks)
 	$(PY) -m pytest -q
 
-bench: .venv/ok  ## benchmarks: ratios against the straightforward way -> bench/results.json
+bench: .venv/ok  ## benchmarks: ratios against the straightforward way and the peers -> bench/results.json
+	$(PY) -m pip install -q torchlens==2.36.1 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) bench/run.py
 
 lab: .venv/ok  ## open the chapters in JupyterLab

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from peers import bench_peers
 from sweep import bench_sweep
 
 from helpers import data, features, models, train, zoo
@@ -223,6 +224,7 @@ def main():
     repeats = 3 if args.quick else 5
     rows = []
     steps = [("extraction", lambda: bench_extraction(device, 256, repeats)),
+             ("extraction against the peers", lambda: bench_peers(device, repeats)),
              ("training loop", lambda: [bench_training(device, 1000 if args.quick else 2000)]),
              ("analysis-only rerun", lambda: [bench_rerun()]),
              ("memory", lambda: [bench_memory(10_000 if args.quick else 50_000)]),
