@@ -338,3 +338,29 @@ def test_a_target_torchvision_cannot_download_gets_a_clear_message(monkeypatch, 
     assert asked == [False]
     with pytest.raises(FileNotFoundError, match=r"CIFAR10 is not under .*download=true"):
         study.torchvision_target("CIFAR10", 5, root=tmp_path, download=False)
+
+
+def test_ground_truth_notes_measure_the_seed_noise_against_the_top_of_the_ranking():
+    runs = _runs({0: [0.90, 0.80, 0.70, 0.60], 1: [0.86, 0.82, 0.70, 0.60]}, targets=("t",))
+    notes = study.ground_truth_notes(runs, list("abcd"), ["t"])
+    assert notes["wide"].loc["a", "t"] == pytest.approx(88.0)
+    assert notes["spread"] == pytest.approx(88.0 - 60.0)
+    assert notes["seed_gap"] == pytest.approx(100 * (0.04 + 0.02) / 4)
+    # top 3 members: 88, 81, 70 -> 18 points apart, seeds differ by 1.5
+    assert notes["top_sentence"].startswith("The top 3 members of a target are on average only "
+                                            "18.0 points apart, while two seeds")
+    one = study.ground_truth_notes(runs[runs.seed == 0], list("abcd"), ["t"], finetuned=False)
+    assert one["runs_sentence"].startswith("One seed per fine-tune") and "published" in \
+        one["runs_sentence"]
+
+
+def test_ablation_and_spread_sentences_follow_their_numbers():
+    acc = _accuracy([0.9, 0.8, 0.7, 0.6])
+    scores = _scores({"variance_collapse": [4, 3, 2, 1], "class_fairness": [1, 2, 3, 4]})
+    ablation = study.tau_table(scores, acc, study.ABLATION)
+    assert study.ablation_sentence(ablation) == ("FaCe does not beat its better term alone "
+                                                  "(C term (-NC1))")
+    pub = pd.DataFrame({"target": ["x", "x", "y", "y"], "finetune_top1": [90, 80, 70, 50]})
+    assert "span 40.0 points per target on average, the benchmark's 15.0 (median 15.0): a " \
+           "wide spread" in study.spread_sentence(40.0, pub)
+    assert "close accuracies" in study.spread_sentence(5.0, pub)

@@ -298,6 +298,31 @@ def mean_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.groupby(["member", "target"], as_index=False, sort=False)["accuracy"].mean()
 
 
+def ground_truth_notes(runs: pd.DataFrame, members, targets, finetuned: bool = True) -> dict:
+    """What the reader should know about the fine-tuned accuracies (``runs``): the wide
+    member x target table in %, the mean spread per target (``spread``), the mean gap between
+    two seeds of one fine-tune (``seed_gap``), and the sentences that compare the top of the
+    ranking with that seed noise (``runs_sentence``, ``top_sentence``)."""
+    wide = 100 * (mean_accuracy(runs).pivot(index="member", columns="target", values="accuracy")
+                  .loc[list(members), list(targets)])
+    seeds = runs["seed"].nunique()
+    seed_gap = float(runs.groupby(["member", "target"])["accuracy"]
+                     .agg(lambda a: a.max() - a.min()).mean() * 100)
+    top = min(3, len(members))
+    top_gap = float(wide.apply(lambda a: a.nlargest(top).iloc[0] - a.nlargest(top).iloc[-1])
+                    .mean())
+    runs_sentence = (("" if seeds > 1 else "One seed per fine-tune: no seed-to-seed spread here. ")
+                     + (f"{len(runs)} fine-tunes in all, cached: a rerun only reads their results."
+                        if finetuned else
+                        "These are the published accuracies: nothing was fine-tuned here."))
+    top_sentence = (f"The top {top} members of a target are on average only {top_gap:.1f} points "
+                    "apart" + (f", while two seeds of one fine-tune differ by {seed_gap:.1f}: the "
+                               "top of the ranking, where the weighted tau puts most of its "
+                               "weight, is partly noise." if seeds > 1 else "."))
+    return {"wide": wide, "spread": float((wide.max() - wide.min()).mean()),
+            "seed_gap": seed_gap, "runs_sentence": runs_sentence, "top_sentence": top_sentence}
+
+
 def member_table(members, scale: str = "default", workers: int = 1) -> pd.DataFrame:
     """One row per member: architecture, parameters, source classes and source accuracy (zoo
     members, pre-trained in ``workers`` processes or loaded from the cache), or the timm
@@ -792,6 +817,26 @@ def plot_scatter(scores: pd.DataFrame, accuracy: pd.DataFrame, target: str, metr
     ax.set_title(f"{target}: {SCORE_LABELS.get(metric, metric)}, tau_w = {tau:.2f}")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def ablation_sentence(ablation: pd.DataFrame) -> str:
+    """Whether FaCe's mean tau is above both of its terms alone (``ablation`` =
+    :func:`tau_table` of ``ABLATION``)."""
+    abl = ablation.groupby("metric")["tau"].mean()
+    best_term = max(("variance_collapse", "class_fairness"), key=lambda m: abl[m])
+    return ("FaCe is above both of its terms alone" if abl["face"] > abl[best_term]
+            else f"FaCe does not beat its better term alone ({SCORE_LABELS[best_term]})")
+
+
+def spread_sentence(ours: float, published: pd.DataFrame) -> str:
+    """Our mean spread of fine-tuned accuracy per target (points) against the benchmark's
+    (``published_accuracy``), and what that means for ranking."""
+    theirs = published.groupby("target")["finetune_top1"].agg(lambda a: a.max() - a.min())
+    return (f"Our fine-tuned accuracies span {ours:.1f} points per target on average, the "
+            f"benchmark's {theirs.mean():.1f} (median {theirs.median():.1f}): "
+            + ("a wide spread is easier to rank, so our task is in that respect easier than the "
+               "benchmark's." if ours > theirs.mean() else
+               "close accuracies are hard to rank, so small ranking errors cost a lot of tau."))
 
 
 def plot_tau_intervals(intervals: pd.DataFrame, band: float | None = None, claim: str = "face",
