@@ -288,3 +288,13 @@ def test_claim_sentences_name_the_models_and_intervals():
     text = S.accuracy_sentence(table, S.claim_accuracy_verdict(table))
     assert "2 of 2 models reach 0.90" in text and "close (0.93) is above it by +0.200" in text
     assert text.endswith("**reproduced**")
+
+
+def test_domain_levels_take_one_level_or_one_per_domain():
+    a, b = (S.Domain.__new__(S.Domain) for _ in range(2))
+    a.label, b.label = "A", "B"
+    assert S.domain_levels(None, [a, b]) == {"A": None, "B": None}
+    assert S.domain_levels([0.8], [a, b]) == {"A": 0.8, "B": 0.8}
+    assert S.domain_levels([0.7, 0.9], [a, b]) == {"A": 0.7, "B": 0.9}
+    with pytest.raises(ValueError, match=r"accuracy_levels .* one per domain \(2 domains"):
+        S.domain_levels([0.7, 0.8, 0.9], [a, b])

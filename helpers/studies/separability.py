@@ -408,14 +408,16 @@ def _job(member, domain, condition, trial, stop_at, cached_only: bool = False, *
                    **kw)
 
 
-def _levels(stop_at, domains) -> dict:
+def domain_levels(stop_at, domains) -> dict:
     """``stop_at`` (None, one level, or one per domain) as {domain label: level}."""
     if stop_at is None or isinstance(stop_at, (int, float)):
         return {d.label: stop_at for d in domains}
     levels = list(stop_at)
+    if len(levels) == 1:
+        levels *= len(domains)
     if len(levels) != len(domains):
-        raise ValueError(f"stop_at: give one level or one per domain ({len(domains)}), "
-                         f"got {levels}")
+        raise ValueError(f"accuracy_levels (stop_at): give one level, or one per domain "
+                         f"({len(domains)} domains: {[d.label for d in domains]}); got {levels}")
     return {d.label: level for d, level in zip(domains, levels)}
 
 
@@ -445,7 +447,7 @@ def run(members, domains, *, scale: str = "default", trials=(0,),
     for b in baselines:
         if b not in BASELINES:
             raise ValueError(f"baselines: {b!r} is not one of {list(BASELINES)}")
-    levels = _levels(stop_at, domains)
+    levels = domain_levels(stop_at, domains)
     jobs = [(d, m, "fine-tuned", t) for d in domains for m in members for t in trials]
     jobs += [(d, m, BASELINES[b], trials[0]) for d in domains for m in members for b in baselines]
     kw = {"scale": scale, "epochs": epochs, "lr": lr, "batch_size": batch_size,
