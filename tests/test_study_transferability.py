@@ -364,3 +364,14 @@ def test_ablation_and_spread_sentences_follow_their_numbers():
     assert "span 40.0 points per target on average, the benchmark's 15.0 (median 15.0): a " \
            "wide spread" in study.spread_sentence(40.0, pub)
     assert "close accuracies" in study.spread_sentence(5.0, pub)
+
+
+def test_a_score_tied_on_every_target_gets_no_interval_and_no_comparison():
+    runs = _runs({0: [0.9, 0.8, 0.7, 0.6], 1: [0.85, 0.8, 0.75, 0.6]})
+    scores = pd.concat([_scores({"logme": [4, 3, 2, 1], "gbc": [1, 1, 1, 1]}, target=t)
+                        for t in ("t1", "t2")])
+    draws = study.tau_bootstrap(scores, runs, ["logme", "gbc"], n_boot=20)
+    iv = study.tau_intervals(scores, runs, ["logme", "gbc"], draws=draws)
+    assert iv.loc["gbc", ["low", "high"]].isna().all()
+    assert iv.loc["logme", "low"] == pytest.approx(1.0)
+    assert list(study.compare_to("logme", iv, draws).index) == []

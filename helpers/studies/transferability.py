@@ -717,8 +717,9 @@ def tau_intervals(scores: pd.DataFrame, runs: pd.DataFrame, metrics=MAIN_METRICS
     draws = tau_bootstrap(scores, runs, metrics) if draws is None else draws
     point = tau_table(scores, mean_accuracy(runs), metrics).groupby("metric")["tau"].mean()
     rows = [{"metric": m, "tau": point[m],
-             **dict(zip(("low", "high"), percentile_interval(draws[m], confidence)))}
-            for m in draws.columns]
+             **dict(zip(("low", "high"), percentile_interval(draws[m], confidence)
+                        if draws[m].notna().any() else (np.nan, np.nan)))}
+            for m in draws.columns]  # all NaN: the score or the accuracies tie everywhere
     return pd.DataFrame(rows).set_index("metric").sort_values("tau", ascending=False)
 
 
@@ -733,7 +734,8 @@ def compare_to(claim: str, intervals: pd.DataFrame, draws: pd.DataFrame,
                                           draws[claim] - draws[m], confidence)}
             for m in intervals.index
             if m != claim and np.isfinite(draws[claim] - draws[m]).any()]
-    return pd.DataFrame(rows).set_index("metric")
+    columns = ["metric", "effect", "low", "high", "se", "detectable", "direction"]
+    return pd.DataFrame(rows, columns=columns).set_index("metric")
 
 
 def face_verdict(comparison: pd.DataFrame) -> dict:
