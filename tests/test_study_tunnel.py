@@ -100,7 +100,10 @@ def test_verdicts_follow_the_papers_direction_and_its_noise():
     assert (table.retained_low < table.retained_high).all()
     assert (table.pearson_low <= table.pearson_high).all()
     assert verdict(tunnel_curve, flat, plan=plan.assign(order=[1, 0]))[1].verdict == "opposite"
-    assert verdict(tunnel_curve, tunnel_curve)[1].verdict == "no difference detected"
+    # no difference, tightly measured: the paper's +14.1 points lie outside the interval
+    assert verdict(tunnel_curve, tunnel_curve)[1].verdict.startswith("not reproduced")
+    depth = plan.assign(variable="depth")  # the paper gives no number: nothing to exclude
+    assert verdict(tunnel_curve, tunnel_curve, plan=depth)[1].verdict == "no difference detected"
     assert verdict(tunnel_curve, flat, seeds=(0,))[1].verdict.startswith("undetermined")
 
 

@@ -630,8 +630,9 @@ def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95
     """Per variable: the paper's numbers and claim beside ours (first vs last setting), the
     difference in mean % retained with its paired bootstrap interval (``draws`` =
     :func:`bootstrap`), the smallest difference this run could detect, and a verdict:
-    "agrees" / "opposite" when the interval excludes 0, "no difference detected" when it does
-    not, "undetermined" when the draws have no spread (one probe seed and one OOD set)."""
+    "agrees" / "opposite" when the interval excludes 0; when it does not, "not reproduced"
+    if it excludes the paper's own difference (where the paper gives one), else "no difference
+    detected"; "undetermined" when the draws have no spread (one probe seed and one OOD set)."""
     by_member = draws.pivot(index="draw", columns="member", values="retained")
     rows = []
     for variable, t in table.groupby("variable", sort=False):
@@ -645,7 +646,10 @@ def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95
         elif not effect["se"] > 0:
             verdict = "undetermined (no replicates: one probe seed and one OOD set)"
         elif effect["direction"] == "no difference detected":
-            verdict = "no difference detected"
+            gap = None if paper["low"] is None else paper["high"] - paper["low"]
+            verdict = ("not reproduced (the interval excludes the paper's difference)"
+                       if gap is not None and not effect["low"] <= gap <= effect["high"]
+                       else "no difference detected")
         else:
             sign = 1 if effect["direction"] == "higher" else -1
             verdict = "agrees" if sign == paper["direction"] else "opposite"
