@@ -249,6 +249,11 @@ def test_inner_margin_chooses_the_layer_on_the_other_trials():
     assert m.loc["noisy", "low"] < 0 < m.loc["noisy", "high"]
     v = S.claim_deepest(m.reset_index())
     assert v["verdict"] == "reproduced" and v["clear"] == ["inner on d"]
+    assert not m["always_last"].any()  # "noisy" chose l1 once
+    assert v["detectable"] == pytest.approx(m.loc["noisy", "detectable"])  # "inner": no spread
+    flat = S.inner_margins(_toy_layers({0: [.1, .2, .4], 1: [.1, .3, .5], 2: [.2, .2, .45]}))
+    assert flat["always_last"].all() and flat["margin"].iloc[0] == 0
+    assert np.isnan(S.claim_deepest(flat)["detectable"])
     one = S.claim_deepest(S.inner_margins(_toy_layers({0: [.1, .6, .4]})))
     assert one["verdict"].startswith("undetermined")
 
@@ -265,8 +270,13 @@ def test_claim_accuracy_compares_qualified_models_with_the_most_accurate():
     assert table.loc["close", "direction"] == "higher"
     assert table.loc["close", "effect"] == pytest.approx(np.mean([.50, .52, .49]) - .31)
     assert table.loc["same", "direction"] == "no difference detected"
-    v = S.claim_accuracy_verdict(table.reset_index())["d"]
+    v = S.claim_accuracy_verdict(table.reset_index(), pd.DataFrame(rows))["d"]
     assert v["verdict"] == "reproduced" and v["better"] == ["close"] and v["qualified"] == 3
+    assert v["spread_verdict"] == "reproduced" and v["spread_p"] < 0.05
+    assert v["spread"] == pytest.approx(np.mean([.50, .52, .49]) - np.mean([.30, .32, .31]))
+    alike = pd.DataFrame([r for r in rows if r["model"] in ("top", "same")])
+    same = S.claim_accuracy_verdict(S.claim_accuracy(alike, level=0.9), alike)["d"]
+    assert same["verdict"] == "not shown" and same["spread_verdict"] == "not shown"
     strict = S.claim_accuracy_verdict(S.claim_accuracy(pd.DataFrame(rows), level={"d": 0.96}))
     assert strict["d"]["verdict"] == "not testable"
     with pytest.raises(ValueError, match="level"):

@@ -21,6 +21,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scipy.stats
 import seaborn as sns
 import torch
 
@@ -641,7 +642,8 @@ def inner_margins(layers: pd.DataFrame, metric: str = "nmi", condition: str = "f
     The best layer is chosen on the *other* trials' mean curve and the margin (value there minus
     value at the last layer) measured on the held-out trial, so the choice does not inflate the
     margin (with one trial: chosen and measured on it, no interval). Columns: domain, model,
-    best_layer (on all trials), trials, margin, low, high, se, detectable.
+    best_layer (on all trials), trials, margin, always_last (every held-out choice was the
+    last layer: the margin is 0 by construction), low, high, se, detectable.
     """
     sub = layers[(layers["metric"] == metric) & (layers["condition"] == condition)]
     rows = []
@@ -660,6 +662,7 @@ def inner_margins(layers: pd.DataFrame, metric: str = "nmi", condition: str = "f
         rows.append({"domain": dom, "model": mod,
                      "best_layer": names[grid.columns[_deepest_argmax(pd.Series(values.mean(0)))]],
                      "trials": len(margins), "margin": margin,
+                     "always_last": all(b == values.shape[1] - 1 for b in picks),
                      "low": low if len(margins) > 1 else np.nan,
                      "high": high if len(margins) > 1 else np.nan, "se": se,
                      "detectable": np.nan if np.isnan(se) else detectable_effect(se, confidence)})
@@ -669,14 +672,17 @@ def inner_margins(layers: pd.DataFrame, metric: str = "nmi", condition: str = "f
 def claim_deepest(margins: pd.DataFrame) -> dict:
     """Verdict on claim (ii) from :func:`inner_margins`: ``reproduced`` when some curve's inner
     layer beats the last with an interval above 0, ``not shown`` when none does (with the
-    median detectable margin), ``undetermined`` with one trial (no interval)."""
+    median detectable margin over the pairs whose margins vary, and how many pairs always
+    chose the last layer), ``undetermined`` with one trial (no interval)."""
     if margins["low"].isna().all():
         return {"verdict": "undetermined (one trial: no interval)", "curves": len(margins),
                 "clear": [], "detectable": float("nan")}
     clear = margins[margins["low"] > 0]
+    varying = margins[margins["se"] > 1e-12]  # margins that vary beyond rounding
     return {"verdict": "reproduced" if len(clear) else "not shown", "curves": len(margins),
             "clear": [f"{r.model} on {r.domain}" for r in clear.itertuples()],
-            "detectable": float(margins["detectable"].median())}
+            "always_last": int(margins["always_last"].sum()),
+            "detectable": float(varying["detectable"].median()) if len(varying) else float("nan")}
 
 
 def claim_accuracy(gen: pd.DataFrame, level, metric: str = "nmi",
@@ -714,10 +720,18 @@ def claim_accuracy(gen: pd.DataFrame, level, metric: str = "nmi",
     return pd.DataFrame(rows)
 
 
-def claim_accuracy_verdict(table: pd.DataFrame) -> dict:
-    """Verdict on claim (i) per domain from :func:`claim_accuracy`: ``reproduced`` when a
-    qualified model generalizes detectably better than the most accurate one, ``not shown``
-    when none does, ``not testable`` with fewer than 2 qualified models (or one trial)."""
+def claim_accuracy_verdict(table: pd.DataFrame, gen: pd.DataFrame | None = None,
+                           metric: str = "nmi") -> dict:
+    """Verdicts on claim (i) per domain from :func:`claim_accuracy`.
+
+    ``verdict``: ``reproduced`` when a qualified model generalizes detectably better than the
+    most accurate one, ``not shown`` when none does, ``not testable`` with fewer than 2
+    qualified models (or one trial). ``spread_verdict`` (with ``gen``, the runs of
+    :func:`generalization`): ``reproduced`` when the qualified models' best-layer ``metric``
+    differ at all (Alexander-Govern test over trials, unequal variances, p < 0.05: the paper's
+    evidence is such a spread among equally accurate models), else ``not shown``; with
+    ``spread`` (max - min of their means) and ``spread_p``.
+    """
     out = {}
     for dom, t in table.groupby("domain", sort=False):
         q = t[t["qualified"] & ~t["most_accurate"]]
@@ -733,7 +747,19 @@ def claim_accuracy_verdict(table: pd.DataFrame) -> dict:
                     "models": len(t), "most_accurate": top.iloc[0] if len(top) else None,
                     "better": list(compared[compared["direction"] == "higher"]["model"]),
                     "detectable": (float(compared["detectable"].median()) if len(compared)
-                                   else float("nan"))}
+                                   else float("nan")),
+                    "spread": float("nan"), "spread_p": float("nan"),
+                    "spread_verdict": "not testable"}
+        if gen is None:
+            continue
+        qualified = list(t[t["qualified"]]["model"])
+        runs = gen[(gen["domain"] == dom) & (gen["condition"] == "fine-tuned")]
+        groups = [runs[runs["model"] == m][f"best_{metric}"].to_numpy() for m in qualified]
+        if len(groups) >= 2 and min(len(g) for g in groups) >= 2:
+            p = float(scipy.stats.alexandergovern(*groups).pvalue)
+            means = [g.mean() for g in groups]
+            out[dom].update(spread=float(max(means) - min(means)), spread_p=p,
+                            spread_verdict="reproduced" if p < 0.05 else "not shown")
     return out
 
 
@@ -747,9 +773,12 @@ def deepest_sentence(margins: pd.DataFrame, verdict: dict) -> str:
                        f"[{r.low:+.3f}, {r.high:+.3f}]" for r in clear.itertuples())
     head = (f"an inner layer beats the last one with an interval above 0 for {len(clear)} of "
             f"{verdict['curves']} (domain, model) pairs")
-    return (f"{head} ({listed})" if len(clear) else
-            f"{head}; this run would detect a margin of about {verdict['detectable']:.3f} "
-            "(80 % power, median over the pairs)")
+    last = (f"; for {verdict['always_last']} of them the other trials always chose the last "
+            "layer" if verdict["always_last"] else "")
+    power = ("" if np.isnan(verdict["detectable"]) else
+             f"; where the margins vary, this run would detect one of about "
+             f"{verdict['detectable']:.3f} (80 % power, median over those pairs)")
+    return f"{head} ({listed}){last}{power}" if len(clear) else f"{head}{last}{power}"
 
 
 def accuracy_sentence(table: pd.DataFrame, verdicts: dict) -> str:
@@ -769,9 +798,12 @@ def accuracy_sentence(table: pd.DataFrame, verdicts: dict) -> str:
                  if len(better) else
                  f"no qualified model differs detectably from it (detectable: about "
                  f"{v['detectable']:.3f})")
+        spread = ("" if np.isnan(v["spread_p"]) else
+                  f"; their indices span {v['spread']:.3f} (Alexander-Govern p = "
+                  f"{v['spread_p']:.2g}): spread rule **{v['spread_verdict']}**")
         parts.append(f"{head}; the most accurate, {top.model} ({top.seen_accuracy:.2f}), has a "
                      f"generalization index of {top.unseen:.3f}; {found}: "
-                     f"**{v['verdict']}**")
+                     f"**{v['verdict']}**{spread}")
     return "; ".join(parts)
 
 
