@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
+from test_metrics_recent import SCORES as RECENT
 
 from bench.metrics import ref_probe_adamw
 from helpers import metrics as M
@@ -381,6 +382,8 @@ LABELLED = {
     "face": lambda x, y: M.face(x, y, pca_dim=6)["face"],
     "probe": lambda x, y: M.linear_probe(x, y, x, y, epochs=3),
 }
+#: The labelled scores here and the later transferability baselines (tests/test_metrics_recent.py).
+EVERY = {**LABELLED, **RECENT}
 ROTATION_INVARIANT = ["nmi", "knn", "1nn", "logme", "nc1", "h_score", "gbc", "face"]
 SCALE_INVARIANT = ["nmi", "knn", "1nn", "nc1", "h_score", "probe"]
 
@@ -442,11 +445,11 @@ def test_cpu_tensor_and_numpy_inputs_agree(name, data):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("name", list(LABELLED))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_cuda_matches_cpu(name, data):
     x, y = data
-    on_gpu = LABELLED[name](torch.as_tensor(x, device="cuda"), torch.as_tensor(y, device="cuda"))
-    assert on_gpu == pytest.approx(LABELLED[name](x, y), rel=1e-5, abs=1e-6)
+    on_gpu = EVERY[name](torch.as_tensor(x, device="cuda"), torch.as_tensor(y, device="cuda"))
+    assert on_gpu == pytest.approx(EVERY[name](x, y), rel=1e-5, abs=1e-6)
 
 
 def test_inputs_are_not_mutated(data):
@@ -454,7 +457,7 @@ def test_inputs_are_not_mutated(data):
     xs, ys = x.copy(), y.copy()
     xt, yt = torch.as_tensor(x.copy()), torch.as_tensor(y.copy())
     xt0, yt0 = xt.clone(), yt.clone()
-    for f in LABELLED.values():
+    for f in EVERY.values():
         f(x, y)
         f(xt, yt)
     M.layerwise({"a": x, "b": xt}, y, metrics=list(M.METRICS), k=5, pca_dim=6, epochs=2)
