@@ -16,19 +16,12 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from test_metrics_recent import SCORES as RECENT
+from test_metrics_recent import gaussian_classes
 
 from bench.metrics import ref_probe_adamw
 from helpers import metrics as M
 from helpers.device import one_thread
 from helpers.metrics.separability import fit_softmax_regression, nmi_score
-
-
-def gaussian_classes(n=240, d=12, c=4, sep=1.0, seed=0):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0, sep, (c, d))
-    y = np.repeat(np.arange(c), n // c)
-    x = means[y] + rng.normal(size=(len(y), d)) * rng.uniform(0.5, 1.5, d)
-    return x, y
 
 
 @pytest.fixture(scope="module", autouse=True)
