@@ -418,11 +418,17 @@ def _glue_device() -> None:
 
 
 def glue_record(record: Mapping[str, Any]) -> None:
-    """Glue every ``name: value`` of a chapter's record (the numbers its text quotes)."""
+    """Glue every ``name: value`` of a chapter's record (the numbers its text quotes, and its
+    figures: a matplotlib figure is closed once glued, so that its cell does not show it too)."""
     from myst_nb import glue
 
+    figure = sys.modules.get("matplotlib.figure")  # loaded wherever a figure was made
     for name, value in record.items():
         glue(name, value, display=False)
+        if figure is not None and isinstance(value, figure.Figure):
+            import matplotlib.pyplot as plt
+
+            plt.close(value)
 
 
 def resolve(

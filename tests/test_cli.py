@@ -372,3 +372,16 @@ def test_plain_papermill_with_a_bad_value_shows_one_line_not_a_stack(
     for word in words:
         assert word in line and word in done.stderr
     assert "chapters.py" not in done.stderr
+
+
+def test_glue_record_glues_every_value_and_closes_the_figures(monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+    import myst_nb
+
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append(
+        (name, value, display, plt.fignum_exists(getattr(value, "number", -1)))))
+    fig, _ = plt.subplots()
+    chapters.glue_record({"n": 3, "text": "a", "fig": fig})
+    assert glued == [("n", 3, False, False), ("text", "a", False, False), ("fig", fig, False, True)]
+    assert not plt.fignum_exists(fig.number)  # glued while open, then closed

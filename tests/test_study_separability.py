@@ -308,3 +308,104 @@ def test_domain_levels_take_one_level_or_one_per_domain():
     assert S.domain_levels([0.7, 0.9], [a, b]) == {"A": 0.7, "B": 0.9}
     with pytest.raises(ValueError, match=r"accuracy_levels .* one per domain \(2 domains"):
         S.domain_levels([0.7, 0.8, 0.9], [a, b])
+
+
+def test_headline_is_nmi_when_measured_else_the_first_metric():
+    assert S.headline_metric(["knn", "nmi"]) == "nmi"
+    assert S.headline_metric(["probe", "knn"]) == "probe"
+
+
+def test_domain_table_and_figure_describe_the_unseen_classes():
+    import matplotlib.pyplot as plt
+
+    d = S.style_domain(seen_fonts=3, unseen_fonts=2, per_pair=2, chars="0AB", seed=3)
+    table = S.domain_table([d])
+    assert list(table.index) == [d.label]
+    assert table.loc[d.label, "unseen classes"] == 2 and table.loc[d.label, "seen classes"] == 3
+    fig = S.plot_unseen(d)
+    assert fig.axes[0].get_title() == f"{d.label}: images of the UNSEEN classes"
+    plt.close(fig)
+
+
+def _runs(rows) -> pd.DataFrame:
+    """Run rows (model, domain, condition, trial, seen_accuracy, epochs, cached)."""
+    keys = ("model", "domain", "condition", "trial", "seen_accuracy", "epochs", "cached")
+    return pd.DataFrame([dict(zip(keys, r)) for r in rows])
+
+
+def test_record_runs_quotes_the_fine_tuned_runs_only():
+    runs = _runs([("a", "d", "fine-tuned", 0, .90, 5, True),
+                  ("a", "d", "fine-tuned", 1, .80, 7, False),
+                  ("b", "d", "fine-tuned", 0, .60, 3, True),
+                  ("b", "e", "fine-tuned", 0, .70, 4, True),
+                  ("a", "d", "pre-trained", 0, .10, 0, False)])
+    acc = S.seen_accuracy_table(runs)
+    assert acc.loc["a", "d"] == pytest.approx(.85) and np.isnan(acc.loc["a", "e"])
+    assert list(acc.index) == ["a", "b"] and list(acc.columns) == ["d", "e"]
+    kw = {"seconds": 41.7, "trials": [0, 1], "headline": "knn", "epochs": 7}
+    rec = S.record_runs(runs, accuracy_levels=None, levels={"d": .9, "e": .9}, **kw)
+    assert rec == {"sep_run_seconds": "42", "sep_cached_share": "75", "sep_n_trials": 2,
+                   "sep_headline": "kNN purity", "sep_acc_min": "0.60", "sep_acc_max": "0.90",
+                   "sep_epochs_range": "3-7", "sep_level": "7 epochs"}
+    assert S.record_runs(runs, accuracy_levels=None, levels={}, **{**kw, "epochs": 1}
+                         )["sep_level"] == "1 epoch"
+    stopped = S.record_runs(runs, accuracy_levels=[.8, .95], levels={"d": .8, "e": .95}, **kw)
+    assert stopped["sep_level"] == ("until its seen accuracy reached 0.80 on d, 0.95 on e "
+                                    "(at most 7 epochs)")
+
+
+def test_record_sources_names_the_models_that_did_not_learn_their_source_task():
+    sources = pd.DataFrame({"source accuracy": [.97, .31, np.nan]},
+                           index=pd.Index(["good", "poor", "hub"], name="model"))
+    text = S.record_sources(sources)["sep_weak_sources"]
+    assert text == ("poor reached only 0.31 source accuracy, so its 'pre-trained' start is "
+                    "little better than random weights")
+    assert S.record_sources(sources.iloc[[0, 2]]) == {
+        "sep_weak_sources": "every zoo member in this run learned its source task"}
+
+
+def test_record_deepest_counts_inner_best_layers_and_quotes_the_held_out_verdict():
+    layers = pd.concat([
+        _toy_layers({0: [.1, .6, .4], 1: [.1, .7, .5], 2: [.2, .65, .45]}, model="inner"),
+        _toy_layers({0: [.1, .5, .6], 1: [.1, .6, .5], 2: [.1, .5, .55]}, model="noisy"),
+        _toy_layers({0: [.1, .2, .3], 1: [.1, .2, .4], 2: [.1, .3, .4]}, model="inner",
+                    metric="knn"),
+    ])
+    runs = _runs([(m, "d", "fine-tuned", t, .9, 5, False) for m in ("inner", "noisy")
+                  for t in range(3)])
+    rec = S.record_deepest(layers, runs, "nmi")
+    # trial means: inner peaks at l1 (.65 vs .45 at the last), noisy at the last layer;
+    # run by run, inner's three trials and noisy's trial 1 peak inside
+    assert {k: rec[k] for k in ("sep_not_last", "sep_curves", "sep_not_last_all",
+                                "sep_curves_all", "sep_runs_not_last", "sep_runs")} == {
+        "sep_not_last": 1, "sep_curves": 2, "sep_not_last_all": 1, "sep_curves_all": 3,
+        "sep_runs_not_last": 4, "sep_runs": 6}
+    assert rec["sep_mean_gain"] == "0.100"  # (0.2 + 0) / 2
+    assert rec["sep_deepest_verdict"] == "reproduced"
+    assert rec["sep_deepest_text"].startswith("an inner layer beats the last one with an "
+                                              "interval above 0 for 1 of 2")
+
+
+def test_record_accuracy_quotes_both_rules_per_domain():
+    rows = [{"domain": "d", "model": model, "condition": "fine-tuned", "trial": t,
+             "seen_accuracy": acc, "best_nmi": u}
+            for model, acc, unseen in (("top", .97, (.30, .32, .31)),
+                                       ("close", .93, (.50, .52, .49)),
+                                       ("weak", .40, (.90, .95, .92)))
+            for t, u in enumerate(unseen)]
+    rec = S.record_accuracy(pd.DataFrame(rows), 0.9)
+    assert rec["sep_claim1_short"] == "d: reproduced (spread rule: reproduced)"
+    assert rec["sep_claim1_domains"] == "1 of 1"
+    assert rec["sep_claim1_text"].startswith("on d, 2 of 3 models reach 0.90 seen accuracy")
+    strict = S.record_accuracy(pd.DataFrame(rows), {"d": 0.96})
+    assert strict["sep_claim1_domains"] == "0 of 1"
+    assert strict["sep_claim1_short"] == "d: not testable (spread rule: not testable)"
+
+
+def test_show_one_draws_the_chosen_curve_in_a_figure_of_its_own():
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    S.show_one(_toy_layers({0: [.1, .6, .4], 1: [.1, .5, .6]}), "m", "d", "nmi")
+    assert plt.gcf().axes[0].get_title() == "m on d"
+    plt.close("all")

@@ -375,3 +375,185 @@ def test_a_score_tied_on_every_target_gets_no_interval_and_no_comparison():
     assert iv.loc["gbc", ["low", "high"]].isna().all()
     assert iv.loc["logme", "low"] == pytest.approx(1.0)
     assert list(study.compare_to("logme", iv, draws).index) == []
+
+
+def test_check_parameters_refuses_a_scatter_target_or_score_the_run_lacks():
+    assert study.check_parameters(["mnist", "digits8x8"], "mnist", "face") == ["mnist",
+                                                                               "digits8x8"]
+    with pytest.raises(ValueError, match="scatter_target 'lowercase' must be one of the targets"):
+        study.check_parameters(["mnist"], "lowercase", "face")
+    with pytest.raises(ValueError, match="scatter_metric must be one of"):
+        study.check_parameters(["mnist"], "mnist", "accuracy")
+    with pytest.raises(ValueError, match="did you mean 'mnist'"):
+        study.check_parameters(["mnsit"], "mnsit", "face")
+
+
+def test_record_setup_and_zoo_quote_the_settings_and_the_members_that_did_not_learn():
+    assert study.record_setup(list("abc"), ["t1", "t2"], 16, 4, 1e-3, [0, 1, 2]) == {
+        "tr_n_members": 3, "tr_n_targets": 2, "tr_train_per_class": 16, "tr_ft_epochs": 4,
+        "tr_ft_lr": "0.001", "tr_ft_seeds": "0, 1, 2", "tr_n_seeds": 3}
+    zoo_table = pd.DataFrame({"source_accuracy": [0.95, 0.12, None]},
+                             index=pd.Index(["good", "poor", "hub"], name="member"))
+    assert study.record_zoo(zoo_table)["tr_zoo_note"] == (
+        "`poor` reached only 12 % source accuracy: it did not learn the source task and is in "
+        "effect a randomly initialized network. That makes it a sanity check: every score "
+        "should rank it low.")
+    assert study.record_zoo(zoo_table.drop("poor")) == {"tr_zoo_note": ""}
+
+
+def test_targets_are_tabled_and_drawn_one_row_each():
+    import matplotlib.pyplot as plt
+
+    data_sets = study.make_targets(["digits8x8", "font_styles"], 5, 3, n_fonts=3, seed=1)
+    assert list(data_sets) == ["digits8x8", "font_styles"]
+    table = study.target_table({**data_sets, "CIFAR10": (data_sets["digits8x8"][0], None)})
+    assert table.loc["digits8x8"].tolist() == [study.EMBEDDED_TARGETS["digits8x8"], 10, 50, 30]
+    assert table.loc["font_styles", "classes"] == 3
+    assert table.loc["CIFAR10", "what"] == "torchvision CIFAR10"
+    assert table.loc["CIFAR10", "test images"] == 0
+    fig = study.plot_targets(data_sets, seed=1)
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["digits8x8", "font_styles"]
+    plt.close(fig)
+
+
+def test_accuracy_runs_fine_tune_or_read_the_published_accuracies(monkeypatch):
+    members, targets = list(study.FULL_ZOO)[:2], list(study.FULL_TARGETS)[:2]
+    runs = study.accuracy_runs("published", members, dict.fromkeys(targets))
+    pd.testing.assert_frame_equal(runs[["member", "target", "accuracy"]],
+                                  study.published_accuracy_for(members, targets))
+    assert (runs.seed == 0).all() and runs.cached.all() and runs.train_seconds.isna().all()
+    calls = []
+    monkeypatch.setattr(study, "finetune_table", lambda *a, **k: calls.append((a, k)) or "runs")
+    assert study.accuracy_runs("finetune", ["m"], {"t": None}, seeds=[0, 1], epochs=2) == "runs"
+    assert calls == [((["m"], {"t": None}), {"seeds": [0, 1], "scale": "default", "workers": 1,
+                                             "epochs": 2})]
+    with pytest.raises(ValueError, match="accuracy_source"):
+        study.accuracy_runs("guess", ["m"], {"t": None})
+
+
+def test_record_ground_truth_quotes_the_notes():
+    runs = _runs({0: [0.90, 0.80, 0.70, 0.60], 1: [0.86, 0.82, 0.70, 0.60]}, targets=("t",))
+    notes = study.ground_truth_notes(runs, list("abcd"), ["t"])
+    rec = study.record_ground_truth(notes)
+    assert rec["tr_acc_range"] == "28.0" and rec["tr_seed_gap"] == "1.5"  # 88 - 60; 6 / 4
+    assert rec["tr_ft_sentence"] == notes["runs_sentence"]
+    assert rec["tr_top_sentence"] == notes["top_sentence"]
+
+
+def test_face_terms_are_the_zscored_terms_and_their_sum():
+    scores = _scores({"variance_collapse": [-5.0, -1.0, -30.0, -2.0],
+                      "class_fairness": [-0.1, -0.5, -0.2, -0.3], "logme": [1, 2, 3, 4]})
+    terms = study.face_terms(scores)
+    assert list(terms.columns) == ["C term (-NC1)", "F term", "FaCe"]
+    face = study.with_face(scores).query("metric == 'face'").set_index("member")["value"]
+    np.testing.assert_allclose(terms.loc["t"]["FaCe"].loc[list("abcd")],
+                               face.loc[list("abcd")].round(3))
+    assert terms.loc[("t", "b"), "C term (-NC1)"] == -1.0
+
+
+def _ranked_zoo():
+    """Two targets, three seeds that all order the members a > b > c > d: LogME ranks them
+    exactly, LEEP in reverse, FaCe with the top two swapped."""
+    runs = _runs({0: [0.9, 0.8, 0.7, 0.6], 1: [0.95, 0.7, 0.65, 0.5], 2: [0.8, 0.75, 0.6, 0.55]})
+    scores = pd.concat([_scores({"logme": [4, 3, 2, 1], "leep": [1, 2, 3, 4],
+                                 "variance_collapse": [3, 4, 2, 1],
+                                 "class_fairness": [3, 4, 2, 1]}, target=t)
+                        for t in ("t1", "t2")])
+    return scores, runs, study.mean_accuracy(runs)
+
+
+def test_record_tau_names_the_best_score_and_judges_face_against_the_others():
+    scores, runs, accuracy = _ranked_zoo()
+    metrics = ["face", "logme", "leep"]
+    matrix = study.tau_matrix(study.tau_table(scores, accuracy, metrics), metrics)
+    draws = study.tau_bootstrap(scores, runs, metrics, n_boot=30)
+    intervals = study.tau_intervals(scores, runs, metrics, draws=draws)
+    rec = study.record_tau(matrix, intervals, draws, 4, 0.5)
+    face = scipy.stats.weightedtau([3, 4, 2, 1], [0.9, 0.8, 0.7, 0.6]).statistic
+    assert rec["tr_face_mean"] == f"{face:.2f}" and -1 < face < 1
+    assert (rec["tr_best_metric"], rec["tr_best_mean"]) == ("LogME", "1.00")
+    assert (rec["tr_logme_mean"], rec["tr_leep_mean"]) == ("1.00", "-1.00")
+    assert (rec["tr_face_rank"], rec["tr_n_metrics"], rec["tr_n_boot"]) == (2, 3, 30)
+    assert rec["tr_band"] == f"{study.null_tau(4):.2f}" and rec["tr_band_mean"] == "0.50"
+    assert rec["tr_face_interval"] == f"{face:.2f} [{face:.2f}, {face:.2f}]"  # a stable ranking
+    assert rec["tr_verdict_word"] == "contradicted"  # LogME is above FaCe
+    assert rec["tr_verdict"].startswith("Contradicted") and rec["tr_detectable"] == "0.00"
+
+
+def test_noise_table_spreads_tau_over_left_out_members_and_seeds():
+    scores, runs, accuracy = _ranked_zoo()
+    metrics = ["face", "logme"]
+    loo = study.leave_one_out(scores, accuracy, metrics)
+    means = study.tau_matrix(study.tau_table(scores, accuracy, metrics), metrics)["mean"]
+    noise = study.noise_table(loo, scores, runs, means, metrics)
+    assert list(noise.columns) == ["tau (mean over targets)", "tau, leave-one-model-out min",
+                                   "max", "tau, seed 0 only", "tau, seed 1 only",
+                                   "tau, seed 2 only"]
+    face = loo[loo.metric == "face"].groupby("target")["tau"]
+    assert noise.loc["FaCe", "max"] == pytest.approx(face.max().mean())
+    assert study.record_noise(noise) == {"tr_face_loo_min": f"{face.min().mean():.2f}",
+                                         "tr_face_loo_max": f"{face.max().mean():.2f}"}
+    one_seed = study.noise_table(loo, scores, runs[runs.seed == 0], means, metrics)
+    assert list(one_seed.columns) == ["tau (mean over targets)", "tau, leave-one-model-out min",
+                                      "max"]
+
+
+def test_record_ablation_quotes_each_term_and_the_fairest_member():
+    acc = _accuracy([0.9, 0.8, 0.7, 0.6])
+    scores = _scores({"variance_collapse": [4, 3, 2, 1], "class_fairness": [1, 2, 5, 4]})
+    ablation = study.tau_table(scores, acc, study.ABLATION)
+    rec = study.record_ablation(ablation, scores, acc)
+    fairness = scipy.stats.weightedtau([1, 2, 5, 4], [0.9, 0.8, 0.7, 0.6]).statistic
+    assert (rec["tr_abl_c"], rec["tr_abl_f"]) == ("1.00", f"{fairness:.2f}")
+    assert rec["tr_abl_verdict"] == study.ablation_sentence(ablation)
+    assert (rec["tr_fairest"], rec["tr_fairest_rank"]) == ("c", 3)  # c: 3rd by accuracy
+    assert set(rec) == {"tr_abl_c", "tr_abl_f", "tr_abl_raw", "tr_abl_face", "tr_abl_verdict",
+                        "tr_fairest", "tr_fairest_rank"}
+
+
+def test_record_depth_finds_the_depth_that_ranks_best():
+    rows = [{"target": t, "rel_depth": d, "metric": m, "tau": v}
+            for t in ("t1", "t2") for m, taus in (("logme", (0.2, 0.8, 0.2)),
+                                                   ("face", (0.1, 0.3, 0.5)))
+            for d, v in zip((0.0, 0.5, 1.0), taus)]
+    by_depth = study.depth_means(pd.DataFrame(rows))
+    assert by_depth.loc["logme"].tolist() == pytest.approx([0.2, 0.8, 0.2])
+    assert study.record_depth(by_depth, 3) == {
+        "tr_depth_grid": 3, "tr_best_depth": "0.5", "tr_best_depth_tau": "0.55",
+        "tr_last_depth_tau": "0.35",
+        "tr_depth_sentence": "FaCe 0.50 at depth 1 (0.50 at the last layer); "
+                             "LogME 0.80 at depth 0.5 (0.20 at the last layer)"}
+
+
+def test_record_published_and_side_by_side_set_the_benchmark_beside_ours():
+    published = pd.DataFrame({"mean": [0.3, 0.5, 0.7]}, index=["LEEP", "LogME", "SFDA"])
+    rec = study.record_published(published, 40.0)
+    assert rec == {"tr_pub_logme": "0.50", "tr_pub_leep": "0.30", "tr_pub_best": "SFDA",
+                   "tr_pub_best_mean": "0.70",
+                   "tr_spread_sentence": study.spread_sentence(40.0, study.published_accuracy())}
+    tau = pd.DataFrame({"target": ["t1", "t2"] * 2, "metric": ["logme"] * 2 + ["face"] * 2,
+                        "tau": [0.2, 0.4, 0.6, 1.0]})
+    table = study.side_by_side(tau, published, 4, 2)
+    assert list(table.index) == ["LEEP", "LogME", "SFDA", "FaCe"]
+    assert table.iloc[:, 1].tolist()[1:] == pytest.approx([0.3, np.nan, 0.8], nan_ok=True)
+    assert np.isnan(table.loc["FaCe"].iloc[0]) and table.loc["LogME"].iloc[0] == 0.5
+
+
+def test_full_zoo_table_lists_every_checkpoint_and_the_one_left_out():
+    table = study.full_zoo_table()
+    assert len(table) == len(study.FULL_ZOO) + 1
+    assert table.iloc[-1].tolist() == ["(none)", "googlenet", "not in timm: left out"]
+    assert (table.set_index("benchmark model").loc["mobilenet_v2", "note"]
+            == "timm's own weights, not torchvision's")
+
+
+def test_explorer_offers_every_target_and_score():
+    import matplotlib.pyplot as plt
+
+    scores, _, accuracy = _ranked_zoo()
+    w = study.explorer(scores, accuracy, ["t1", "t2"], "t2", "logme")
+    target, metric = w.children[:2]
+    assert target.options == ("t1", "t2") and target.value == "t2" and metric.value == "logme"
+    assert [label for label, _ in metric.options] == [
+        study.SCORE_LABELS[m] for m in study.MAIN_METRICS + study.ABLATION[:3]]
+    plt.close("all")

@@ -168,6 +168,112 @@ def test_probe_curves_read_an_easy_task_at_every_layer_and_are_cached():
     pd.testing.assert_frame_equal(curves, again)
 
 
+def _plan(*rows) -> pd.DataFrame:
+    """A plan like variants': (variable, member) per row, in order within each variable."""
+    out, order = [], {}
+    for variable, member in rows:
+        order[variable] = order.get(variable, -1) + 1
+        out.append({"variable": variable, "order": order[variable], "member": member,
+                    "model": member, "resolution": None})
+    return pd.DataFrame(out)
+
+
+def test_record_run_quotes_the_sizes_of_the_run():
+    curves = _curves("net", {"a": [0.4, 0.6, 0.5, 0.4, 0.3]}, seeds=(0, 1))
+    infos = pd.DataFrame({"member": ["net", "other"]})
+    rec = tunnel.record_run(infos, curves, seconds=12.6, seeds=[0, 1], n_boot=50,
+                            train_per_class=7, resolutions=[16, 32], zoo_resolution=32)
+    assert rec == {"tunnel_n_fonts": len(data.find_fonts()), "tunnel_seconds": "13",
+                   "tunnel_n_backbones": 2, "tunnel_n_probes": 2 * 2 * 5,
+                   "tunnel_n_seeds": 2, "tunnel_n_boot": 50, "tunnel_train_per_class": 7,
+                   "tunnel_px": "16-32"}
+    assert tunnel.record_run(infos, curves, seconds=0, seeds=[0], n_boot=2, train_per_class=1,
+                             resolutions=[224, 32], zoo_resolution=64)["tunnel_px"] == "32-64-224"
+
+
+def test_record_retained_reads_the_pivot_of_the_shared_backbone():
+    plan = _plan(("resolution", "a"), ("resolution", "b"), ("depth", "b"), ("depth", "c"))
+    summary = pd.DataFrame([{"member": m, "dataset": d, "retained": r} for m, d, r in (
+        ("c", "glyph_styles", 70.44), ("c", "mnist5k", 100.0), ("a", "glyph_styles", 50.0),
+        ("a", "mnist5k", 100.0), ("b", "glyph_styles", 60.0), ("b", "mnist5k", 90.0))])
+    pivot = tunnel.retained_pivot(summary, plan)
+    assert list(pivot.index) == ["a", "b", "c"] and pivot.loc["c", "glyph_styles"] == 70.4
+    assert tunnel.base_member(plan) == "b"
+    rec = tunnel.record_retained(summary, plan)
+    # column means 60.13 / 96.67 span 36.5; row means 75 / 75 / 85.2 span 10.2
+    assert rec == {"tunnel_spread_sets": "37", "tunnel_spread_backbones": "10",
+                   "tunnel_spread_word": "more", "tunnel_base": "b", "tunnel_base_styles": "60",
+                   "tunnel_styles_col": "glyph_styles", "tunnel_min_retained": "50",
+                   "tunnel_min_where": "a on glyph_styles", "tunnel_max_retained": "100"}
+    no_styles = tunnel.record_retained(summary.replace("glyph_styles", "invert"), plan)
+    assert no_styles["tunnel_styles_col"] == "invert" and no_styles["tunnel_base_styles"] == "60"
+
+
+def test_record_rank_is_the_drop_of_the_shared_backbones_rank_from_its_peak():
+    plan = _plan(("depth", "a"), ("depth", "b"), ("classes", "b"), ("classes", "c"))
+    geom = pd.DataFrame([{"member": m, "metric": metric, "layer_index": i, "value": v}
+                         for m, values in (("b", (10, 40, 30)), ("a", (5, 6, 7)))
+                         for metric in ("nc1", "numerical_rank")
+                         for i, v in reversed(list(enumerate(values)))])  # deepest row first
+    assert tunnel.record_rank(geom, plan) == {"tunnel_rank_drop_base": "25",
+                                              "tunnel_rank_last_base": "30",
+                                              "tunnel_rank_peak_base": "40"}
+
+
+def test_record_verdicts_fill_every_variable_and_mark_those_not_run():
+    verdicts = pd.DataFrame([{"variable": "augmentation", "ours_low": 61.24, "ours_high": 70.05,
+                              "ours_low_setting": "no augmentation",
+                              "ours_high_setting": "augmentation", "verdict": "agrees",
+                              "difference": 8.81, "difference_low": 2.0,
+                              "difference_high": 15.66, "detectable": 6.04}])
+    table = pd.DataFrame({"variable": "augmentation", "order": [1, 0], "rank_last": [20.4, 9.6]})
+    rec = tunnel.record_verdicts(verdicts, table)
+    per_variable = ("low", "high", "low_setting", "high_setting", "verdict", "diff", "rank_low",
+                    "rank_high")
+    assert set(rec) == {f"tunnel_{s}_{k}" for s in tunnel.GLUE_KEYS.values()
+                        for k in per_variable} | {"tunnel_arch_sentence"}
+    assert (rec["tunnel_aug_low"], rec["tunnel_aug_high"]) == ("61.2", "70.0")
+    assert rec["tunnel_aug_diff"] == "+8.8 [+2.0, +15.7], detectable 6.0"
+    assert (rec["tunnel_aug_rank_low"], rec["tunnel_aug_rank_high"]) == ("10", "20")
+    assert rec["tunnel_aug_verdict"] == "agrees"
+    assert rec["tunnel_res_low"] == "(not run)" and rec["tunnel_res_verdict"] == "not run"
+    assert rec["tunnel_res_diff"] == rec["tunnel_res_rank_low"] == "-"
+    assert rec["tunnel_arch_sentence"].startswith("Not run in this profile")
+    arch = tunnel.record_verdicts(verdicts.assign(variable="architecture",
+                                                  ours_low_setting="resnet10t",
+                                                  ours_high_setting="vit_tiny"),
+                                  table.assign(variable="architecture"))
+    assert arch["tunnel_arch_sentence"] == "61.2 % with resnet10t vs 70.0 % with vit_tiny"
+
+
+def test_the_chapters_tables_and_explorer_show_the_chosen_settings():
+    import matplotlib.pyplot as plt
+
+    infos = pd.DataFrame([
+        {"member": m, "source": "glyphs", "train_resolution": 32, "augment": aug,
+         "source_classes": list("0123456789"), "id_classes": 10, "layers": 5, "params_M": 1.0,
+         "source_accuracy": 0.9, "extra": 0} for m, aug in (("weak", False), ("strong", True))])
+    plan = _plan(("augmentation", "weak"), ("augmentation", "strong"))
+    curves = pd.concat([_curves("weak", {"a": [0.5, 0.8, 0.6, 0.5, 0.4], "b": [.3] * 5}),
+                        _curves("strong", {"a": [0.5, 0.8, 0.8, 0.75, 0.72], "b": [.3] * 5})])
+    summary = tunnel.summarize(curves)
+    table = tunnel.variable_table(plan, summary, infos, draws=tunnel.bootstrap(curves, n_boot=20))
+    assert "extra" not in tunnel.backbone_table(infos).columns
+    assert list(tunnel.per_variable_table(table.assign(rank_last=1.0)).setting) == [
+        "no augmentation", "augmentation"]
+    rows = tunnel.explorer_rows(summary, table, "augmentation", "a")
+    assert list(rows.member) == ["weak", "strong"] and rows.retained.iloc[0] < 100
+    w = tunnel.explorer(curves, summary, table, ["a", "b"])
+    assert [c.options for c in w.children[:2]] == [("augmentation",), ("a", "b")]
+    plt.close("all")
+
+
+def test_plot_set_titles_a_set_with_its_size():
+    fig = tunnel.plot_set("glyph_styles", resolution=16, per_class=4, style_chars="AB")
+    n_fonts = len(data.find_fonts(chars="AB"))
+    assert fig.axes[0].get_title() == f"glyph_styles: {n_fonts} classes, {4 * n_fonts} images"
+
+
 
 
 

@@ -808,6 +808,86 @@ def accuracy_sentence(table: pd.DataFrame, verdicts: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# The chapter's tables and the numbers its text quotes (``glue_record``)
+# --------------------------------------------------------------------------------------------
+
+def headline_metric(metrics) -> str:
+    """The metric the chapter's verdicts use: k-means NMI (the paper's) when measured, else the
+    first of ``metrics``."""
+    return "nmi" if "nmi" in metrics else metrics[0]
+
+
+def domain_table(domains) -> pd.DataFrame:
+    """One row per :class:`Domain`: its classes and images, seen and unseen."""
+    return pd.DataFrame([d.describe() for d in domains]).set_index("domain")
+
+
+def seen_accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Seen accuracy after fine-tuning, the mean over trials: model x domain."""
+    ft = runs[runs.condition == "fine-tuned"]
+    return ft.pivot_table(index="model", columns="domain", values="seen_accuracy",
+                          aggfunc="mean", sort=False)
+
+
+def record_sources(sources: pd.DataFrame) -> dict:
+    """Which models of :func:`source_table` did not learn their source task (accuracy < 0.5),
+    in words."""
+    weak = sources[sources["source accuracy"] < 0.5]
+    return {"sep_weak_sources":
+            "every zoo member in this run learned its source task" if weak.empty else
+            "; ".join(f"{m} reached only {a:.2f} source accuracy, so its 'pre-trained' start is "
+                      "little better than random weights"
+                      for m, a in weak["source accuracy"].items())}
+
+
+def record_runs(runs: pd.DataFrame, *, seconds: float, trials, headline: str, epochs: int,
+                accuracy_levels, levels: dict) -> dict:
+    """The fine-tuning as the text quotes it: the range of seen accuracy and of epochs, the
+    share of cached models, the trials, the headline metric, and how long each model was
+    fine-tuned (``epochs``, or until the ``levels`` of :func:`domain_levels` when
+    ``accuracy_levels`` is set)."""
+    ft = runs[runs.condition == "fine-tuned"]
+    level = (f"{epochs} epoch{'s' * (epochs > 1)}" if accuracy_levels is None else
+             "until its seen accuracy reached "
+             + ", ".join(f"{v:.2f} on {k}" for k, v in levels.items())
+             + f" (at most {epochs} epochs)")
+    return {"sep_run_seconds": f"{seconds:.0f}",
+            "sep_cached_share": f"{100 * ft.cached.mean():.0f}",
+            "sep_n_trials": len(trials), "sep_headline": METRIC_LABELS[headline],
+            "sep_acc_min": f"{ft.seen_accuracy.min():.2f}",
+            "sep_acc_max": f"{ft.seen_accuracy.max():.2f}",
+            "sep_epochs_range": f"{ft.epochs.min()}-{ft.epochs.max()}", "sep_level": level}
+
+
+def record_deepest(layers: pd.DataFrame, runs: pd.DataFrame, metric: str = "nmi") -> dict:
+    """Claim (ii) as the text quotes it: how often the best layer is an inner one (by
+    ``metric`` and by every metric, trial-mean curves and single runs, from :func:`verdict`),
+    the mean margin, and the held-out verdict (:func:`inner_margins`, :func:`claim_deepest`)."""
+    v = verdict(layers, runs, metric)
+    margins = inner_margins(layers, metric)
+    claim = claim_deepest(margins)
+    return {"sep_not_last": v["not_last"], "sep_curves": v["curves"],
+            "sep_deepest_verdict": claim["verdict"],
+            "sep_deepest_text": deepest_sentence(margins, claim),
+            "sep_not_last_all": v["not_last_all_metrics"],
+            "sep_curves_all": v["curves_all_metrics"], "sep_mean_gain": f"{v['mean_gain']:.3f}",
+            "sep_runs_not_last": v["runs_not_last"], "sep_runs": v["runs"]}
+
+
+def record_accuracy(gen: pd.DataFrame, levels, metric: str = "nmi") -> dict:
+    """Claim (i) as the text quotes it: per domain the verdict of both rules
+    (:func:`claim_accuracy_verdict`), the sentence, and in how many domains the first rule
+    reproduced the claim."""
+    table = claim_accuracy(gen, levels, metric)
+    verdicts = claim_accuracy_verdict(table, gen, metric)
+    reproduced = sum(v["verdict"] == "reproduced" for v in verdicts.values())
+    return {"sep_claim1_text": accuracy_sentence(table, verdicts),
+            "sep_claim1_short": "; ".join(f"{d}: {v['verdict']} (spread rule: "
+                                          f"{v['spread_verdict']})" for d, v in verdicts.items()),
+            "sep_claim1_domains": f"{reproduced} of {len(verdicts)}"}
+
+
+# --------------------------------------------------------------------------------------------
 # Figures and the explorer
 # --------------------------------------------------------------------------------------------
 
@@ -892,6 +972,20 @@ def plot_one(layers: pd.DataFrame, model: str, domain: str, metric: str = "nmi",
     return ax
 
 
+def plot_unseen(domain: Domain, seed: int = 0):
+    """32 images of the unseen classes of ``domain``, with their class names."""
+    return plots.image_grid(domain.unseen, n=32, per_row=16, seed=seed,
+                            title=f"{domain.label}: images of the UNSEEN classes")
+
+
+def show_one(layers: pd.DataFrame, model: str, domain: str, metric: str = "nmi") -> None:
+    """Show :func:`plot_one` as a figure of its own (the explorer's view)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    plot_one(layers, model, domain, metric, ax=ax)
+    fig.tight_layout()
+    plt.show()
+
+
 def explorer(layers: pd.DataFrame, model: str | None = None, domain: str | None = None,
              metric: str = "nmi"):
     """An ipywidgets explorer: choose model, domain and metric -> the per-layer curve with the
@@ -903,10 +997,7 @@ def explorer(layers: pd.DataFrame, model: str | None = None, domain: str | None 
     metrics_ = list(dict.fromkeys(layers["metric"]))
 
     def show(model, domain, metric):
-        fig, ax = plt.subplots(figsize=(6.5, 3.4))
-        plot_one(layers, model, domain, metric, ax=ax)
-        fig.tight_layout()
-        plt.show()
+        show_one(layers, model, domain, metric)
 
     return w.interactive(
         show,

@@ -101,6 +101,26 @@ def check_targets(names) -> list[str]:
     return names
 
 
+def check_parameters(targets, scatter_target: str, scatter_metric: str) -> list[str]:
+    """The chapter's ``targets`` (:func:`check_targets`) if its scatter figure's target is one
+    of them and its metric one of :data:`SCORE_LABELS`, else a one-line ValueError."""
+    targets = check_targets(targets)
+    if scatter_target not in targets:
+        raise ValueError(f"scatter_target {scatter_target!r} must be one of the targets {targets}")
+    if scatter_metric not in SCORE_LABELS:
+        raise ValueError(f"scatter_metric must be one of {list(SCORE_LABELS)}")
+    return targets
+
+
+def target_table(data_sets: dict) -> pd.DataFrame:
+    """One row per target of ``{name: (train, test)}``: what it is, its classes and images."""
+    return pd.DataFrame([
+        {"target": name, "what": EMBEDDED_TARGETS.get(name, f"torchvision {name}"),
+         "classes": len(train.classes), "train images": len(train),
+         "test images": len(test) if test is not None else 0}
+        for name, (train, test) in data_sets.items()]).set_index("target")
+
+
 def _sized(d: data.ImageSet, name: str, train_per_class: int, test_per_class: int, seed: int):
     d = data.per_class(d, train_per_class + test_per_class, seed=seed)
     train, test = data.train_test(d, test=test_per_class, seed=seed)
@@ -128,6 +148,11 @@ def make_target(name: str, train_per_class: int = 30, test_per_class: int = 50,
         out = _make_embedded(name, train_per_class, test_per_class, resolution, n_fonts, seed)
         cache.save_atomic(out, path)
     return out
+
+
+def make_targets(names, train_per_class: int = 30, test_per_class: int = 50, **options) -> dict:
+    """``{name: (train, test)}`` of :func:`make_target` (with ``options``) for every name."""
+    return {name: make_target(name, train_per_class, test_per_class, **options) for name in names}
 
 
 def _make_embedded(name: str, train_per_class: int, test_per_class: int, resolution: int,
@@ -293,6 +318,21 @@ def _finetune_job(member, train, test, seed, scale, settings, cached_only: bool 
                     **settings)
 
 
+def accuracy_runs(source: str, members, data_sets: dict, seeds=(0,), scale: str = "default",
+                  workers: int = 1, **settings) -> pd.DataFrame:
+    """The ground truth, one row per run (:func:`finetune_table`'s columns): ``finetune``
+    fine-tunes every member on every target of ``data_sets`` with ``settings``; ``published``
+    (the full profile) reads the benchmark's accuracies (:func:`published_accuracy_for`, one
+    seed, nothing trained)."""
+    if source == "finetune":
+        return finetune_table(members, data_sets, seeds=seeds, scale=scale, workers=workers,
+                              **settings)
+    if source != "published":
+        raise ValueError(f"accuracy_source must be 'finetune' or 'published', got {source!r}")
+    return published_accuracy_for(members, list(data_sets)).assign(seed=0, train_seconds=np.nan,
+                                                                   cached=True)
+
+
 def mean_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean fine-tuned accuracy over seeds: one row per (member, target)."""
     return runs.groupby(["member", "target"], as_index=False, sort=False)["accuracy"].mean()
@@ -369,17 +409,29 @@ def published_accuracy_for(members, targets) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def side_by_side(ours: pd.Series, published: pd.DataFrame, n_members: int,
+def side_by_side(tau: pd.DataFrame, published: pd.DataFrame, n_members: int,
                  n_targets: int) -> pd.DataFrame:
     """Mean tau per score: the published benchmark's column beside ours (NaN: not measured).
 
-    ``ours``: mean tau indexed by our metric keys (``MAIN_METRICS``)."""
-    ours = ours.rename(SCORE_LABELS)
+    ``tau``: our :func:`tau_table`, averaged here over the targets."""
+    ours = tau.groupby("metric")["tau"].mean().rename(SCORE_LABELS)
     names = list(published.index) + [n for n in ours.index if n not in published.index]
     return pd.DataFrame({
         "published benchmark (11 ImageNet models, 11 targets)": published["mean"].reindex(names),
         f"ours ({n_members} members, {n_targets} targets)": ours.reindex(names),
     })
+
+
+def full_zoo_table() -> pd.DataFrame:
+    """The full profile's timm checkpoints beside the benchmark's models, and where the weights
+    differ (googlenet is not in timm)."""
+    table = pd.DataFrame({"timm checkpoint": list(FULL_ZOO),
+                          "benchmark model": list(FULL_ZOO.values())})
+    table["note"] = table["benchmark model"].map({
+        "mnasnet1_0": "timm's own weights, not torchvision's",
+        "mobilenet_v2": "timm's own weights, not torchvision's"}).fillna("same weights")
+    table.loc[len(table)] = ["(none)", "googlenet", "not in timm: left out"]
+    return table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -778,10 +830,144 @@ def tau_by_depth(per_layer: pd.DataFrame, accuracy: pd.DataFrame, metrics=LAYER_
 
 
 # ---------------------------------------------------------------------------------------------
+# The chapter's tables and the numbers its text quotes (``glue_record``)
+# ---------------------------------------------------------------------------------------------
+
+def record_setup(members, targets, train_per_class: int, ft_epochs: int, ft_lr: float,
+                 ft_seeds) -> dict:
+    """The settings of the run as the text quotes them."""
+    return {"tr_n_members": len(members), "tr_n_targets": len(targets),
+            "tr_train_per_class": train_per_class, "tr_ft_epochs": ft_epochs,
+            "tr_ft_lr": f"{ft_lr:g}", "tr_ft_seeds": ", ".join(map(str, ft_seeds)),
+            "tr_n_seeds": len(ft_seeds)}
+
+
+def record_zoo(zoo_table: pd.DataFrame) -> dict:
+    """A note on the members of :func:`member_table` that did not learn their source task
+    (accuracy < 0.5; empty when every one did)."""
+    weak = zoo_table[zoo_table.source_accuracy.fillna(1) < 0.5]
+    note = " ".join(f"`{m}` reached only {100 * a:.0f} % source accuracy: it did not learn the "
+                    "source task and is in effect a randomly initialized network."
+                    for m, a in weak.source_accuracy.items())
+    if len(weak):
+        note += " That makes it a sanity check: every score should rank it low."
+    return {"tr_zoo_note": note}
+
+
+def record_ground_truth(notes: dict) -> dict:
+    """The numbers and sentences of :func:`ground_truth_notes` that the text quotes."""
+    return {"tr_seed_gap": f"{notes['seed_gap']:.1f}", "tr_ft_sentence": notes["runs_sentence"],
+            "tr_acc_range": f"{notes['spread']:.1f}", "tr_top_sentence": notes["top_sentence"]}
+
+
+def face_terms(scores: pd.DataFrame) -> pd.DataFrame:
+    """The two FaCe terms and FaCe per (target, member), to 3 decimals (:func:`with_face`)."""
+    terms = with_face(scores)
+    terms = terms[terms.metric.isin(["variance_collapse", "class_fairness", "face"])]
+    return (terms.pivot_table(index=["target", "member"], columns="metric", values="value",
+                              sort=False).rename(columns=SCORE_LABELS).round(3))
+
+
+def record_tau(matrix: pd.DataFrame, intervals: pd.DataFrame, draws: pd.DataFrame,
+               n_members: int, band_mean: float) -> dict:
+    """How well the scores rank the zoo, as the text quotes it: the mean tau of FaCe, LogME,
+    LEEP and of the best score (``matrix`` = :func:`tau_matrix`), FaCe's rank, the chance
+    levels (one target, and ``band_mean`` for the mean over the targets), FaCe's interval over
+    the bootstrap ``draws`` and the verdict on its claim (:func:`compare_to`,
+    :func:`face_verdict`)."""
+    means = matrix["mean"]
+    best = means.idxmax()
+    face_mean = means[SCORE_LABELS["face"]]
+    comparison = compare_to("face", intervals, draws)
+    verdict = face_verdict(comparison)
+    face_iv = intervals.loc["face"]
+    return {"tr_face_mean": f"{face_mean:.2f}",
+            "tr_logme_mean": f"{means[SCORE_LABELS['logme']]:.2f}",
+            "tr_leep_mean": f"{means[SCORE_LABELS['leep']]:.2f}",
+            "tr_best_metric": best, "tr_best_mean": f"{means[best]:.2f}",
+            "tr_face_rank": int((means > face_mean).sum()) + 1, "tr_n_metrics": len(means),
+            "tr_band": f"{null_tau(n_members):.2f}", "tr_band_mean": f"{band_mean:.2f}",
+            "tr_face_interval": (f"{face_iv['tau']:.2f} [{face_iv['low']:.2f}, "
+                                 f"{face_iv['high']:.2f}]"),
+            "tr_verdict_word": verdict["verdict"],
+            "tr_verdict": verdict_sentence(verdict, comparison),
+            "tr_detectable": f"{verdict['detectable']:.2f}", "tr_n_boot": len(draws)}
+
+
+def noise_table(loo: pd.DataFrame, scores: pd.DataFrame, runs: pd.DataFrame, means: pd.Series,
+                metrics=MAIN_METRICS) -> pd.DataFrame:
+    """Per score (labelled): the mean tau over targets (``means``), its min and max when one
+    member is left out (``loo`` = :func:`leave_one_out`) and, with several fine-tuning seeds,
+    the tau against each seed alone (:func:`seed_taus`)."""
+    noise = spread(loo).rename(index=SCORE_LABELS)
+    noise.columns = ["tau, leave-one-model-out min", "max"]
+    if runs["seed"].nunique() > 1:
+        per_seed = seed_taus(scores, runs, metrics)
+        by_seed = per_seed.groupby(["metric", "seed"])["tau"].mean().unstack("seed")
+        by_seed.columns = [f"tau, seed {s} only" for s in by_seed.columns]
+        noise = noise.join(by_seed.rename(index=SCORE_LABELS))
+    noise.insert(0, "tau (mean over targets)", means)
+    return noise
+
+
+def record_noise(noise: pd.DataFrame) -> dict:
+    """FaCe's smallest and largest mean tau with one member left out (:func:`noise_table`)."""
+    face = noise.loc[SCORE_LABELS["face"]]
+    return {"tr_face_loo_min": f"{face['tau, leave-one-model-out min']:.2f}",
+            "tr_face_loo_max": f"{face['max']:.2f}"}
+
+
+def record_ablation(ablation: pd.DataFrame, scores: pd.DataFrame, accuracy: pd.DataFrame
+                    ) -> dict:
+    """The FaCe ablation as the text quotes it: the mean tau of each term, of their raw sum and
+    of FaCe (``ablation`` = :func:`tau_table` of :data:`ABLATION`), the verdict, and the member
+    the fairness term rates fairest on average with its rank by fine-tuned accuracy."""
+    abl = ablation.groupby("metric")["tau"].mean()
+    fair = (with_face(scores).query("metric == 'class_fairness'")
+            .groupby("member")["value"].mean())
+    acc_rank = accuracy.groupby("member")["accuracy"].mean().rank(ascending=False).astype(int)
+    return {"tr_abl_c": f"{abl['variance_collapse']:.2f}",
+            "tr_abl_f": f"{abl['class_fairness']:.2f}", "tr_abl_raw": f"{abl['face_raw']:.2f}",
+            "tr_abl_face": f"{abl['face']:.2f}", "tr_abl_verdict": ablation_sentence(ablation),
+            "tr_fairest": fair.idxmax(), "tr_fairest_rank": int(acc_rank[fair.idxmax()])}
+
+
+def depth_means(depth_tau: pd.DataFrame) -> pd.DataFrame:
+    """Mean tau over targets per score (rows) and relative depth (columns), from
+    :func:`tau_by_depth`."""
+    return depth_tau.groupby(["metric", "rel_depth"])["tau"].mean().unstack("rel_depth")
+
+
+def record_depth(by_depth: pd.DataFrame, grid: int) -> dict:
+    """Which depth ranks the zoo best, as the text quotes it (``by_depth`` =
+    :func:`depth_means`): averaged over the scores, against the last layer, and score by score."""
+    mean = by_depth.mean()
+    best_depth, last = mean.idxmax(), by_depth.columns.max()
+    return {"tr_depth_grid": grid, "tr_best_depth": f"{best_depth:g}",
+            "tr_best_depth_tau": f"{mean[best_depth]:.2f}",
+            "tr_last_depth_tau": f"{mean[last]:.2f}",
+            "tr_depth_sentence": "; ".join(
+                f"{SCORE_LABELS[m]} {row.max():.2f} at depth {row.idxmax():g} ({row[last]:.2f} "
+                "at the last layer)" for m, row in by_depth.iterrows())}
+
+
+def record_published(published: pd.DataFrame, spread_points: float) -> dict:
+    """The published benchmark as the text quotes it (``published`` = :func:`published_tau`):
+    LogME's and LEEP's mean tau, the best score, and our spread of fine-tuned accuracy
+    (``spread_points``, from :func:`ground_truth_notes`) against the benchmark's."""
+    return {"tr_pub_logme": f"{published.loc['LogME', 'mean']:.2f}",
+            "tr_pub_leep": f"{published.loc['LEEP', 'mean']:.2f}",
+            "tr_pub_best": published["mean"].idxmax(),
+            "tr_pub_best_mean": f"{published['mean'].max():.2f}",
+            "tr_spread_sentence": spread_sentence(spread_points, published_accuracy())}
+
+
+# ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
 
-def plot_tau_heatmap(matrix: pd.DataFrame, title: str = "weighted Kendall tau", ax=None):
+def plot_tau_heatmap(matrix: pd.DataFrame,
+                     title: str = "weighted Kendall tau per target (last column: mean)", ax=None):
     """Heatmap of a metric x target tau matrix (diverging, -1..1), the mean column set apart."""
     import seaborn as sns
 
@@ -931,3 +1117,35 @@ def plot_tau_by_depth(tau: pd.DataFrame, band: float | None = None, ax=None):
     ax.set_title("Which layer's features predict transfer?")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_targets(data_sets: dict, seed: int = 0):
+    """A strip of 14 training images per target of ``{name: (train, test)}``, one row each."""
+    fig, axes = plt.subplots(len(data_sets), 1, figsize=(10, 0.9 * len(data_sets) + 0.3))
+    for ax, (name, (train, _)) in zip(np.atleast_1d(axes), data_sets.items()):
+        idx = np.random.default_rng(seed).choice(len(train), size=min(14, len(train)),
+                                                 replace=False)
+        strip = np.concatenate([train.images[i].float().mean(0).numpy() for i in np.sort(idx)],
+                               axis=1)
+        ax.imshow(strip, cmap="gray")
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def explorer(scores: pd.DataFrame, accuracy: pd.DataFrame, targets, target: str, metric: str):
+    """An ipywidgets explorer: choose a target and a score -> :func:`plot_scatter`. Needs a
+    live kernel to react; the book shows the chapter's scatter figure."""
+    import ipywidgets as widgets
+
+    def show(target, metric):
+        plot_scatter(scores, accuracy, target, metric)
+        plt.show()
+
+    return widgets.interactive(
+        show,
+        target=widgets.Dropdown(options=list(targets), value=target, description="target"),
+        metric=widgets.Dropdown(options=[(SCORE_LABELS[m], m)
+                                         for m in MAIN_METRICS + ABLATION[:3]],
+                                value=metric, description="score"))

@@ -28,7 +28,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .. import cache, data, features, models, zoo
+from .. import cache, data, features, models, plots, zoo
 from ..data import ImageSet
 from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
@@ -689,6 +689,112 @@ def paper_table(verdicts_table: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# The chapter's tables and the numbers its text quotes (``glue_record``)
+# --------------------------------------------------------------------------------------------
+
+#: The short name of each variable in the chapter's glue keys (``tunnel_res_low``, ...).
+GLUE_KEYS = {"resolution": "res", "augmentation": "aug", "classes": "cls", "depth": "depth",
+             "architecture": "arch"}
+
+
+def backbone_table(infos: pd.DataFrame) -> pd.DataFrame:
+    """The backbones as the chapter lists them, with their accuracy on their own source task."""
+    return infos[["member", "source", "train_resolution", "augment", "id_classes", "layers",
+                  "params_M", "source_accuracy"]]
+
+
+def per_variable_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :func:`variable_table` that the chapter shows per (variable, setting)."""
+    return table[["variable", "setting", "member", "retained", "retained_low", "retained_high",
+                  "strength", "pivot_depth", "pearson", "pearson_low", "pearson_high",
+                  "alignment", "alignment_low", "alignment_high", "last_id", "rank_last"]]
+
+
+def base_member(plan: pd.DataFrame) -> str:
+    """The backbone that most variables of ``plan`` share (the chapter's reference)."""
+    return plan.member.value_counts().index[0]
+
+
+def retained_pivot(summary: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """% retained (to 0.1) per backbone (rows, in the order of ``plan``) and OOD set (columns)."""
+    pivot = summary.pivot_table(index="member", columns="dataset", values="retained").round(1)
+    return pivot.loc[list(dict.fromkeys(plan.member))]
+
+
+def record_run(infos: pd.DataFrame, curves: pd.DataFrame, *, seconds: float, seeds, n_boot: int,
+               train_per_class: int, resolutions, zoo_resolution: int) -> dict:
+    """The sizes of the run the chapter quotes: fonts, backbones, probes, probe seeds,
+    bootstrap draws, probe images per class, the training resolutions (px) and its seconds."""
+    return {"tunnel_n_fonts": len(data.find_fonts()), "tunnel_seconds": f"{seconds:.0f}",
+            "tunnel_n_backbones": len(infos), "tunnel_n_probes": len(curves),
+            "tunnel_n_seeds": len(seeds), "tunnel_n_boot": n_boot,
+            "tunnel_train_per_class": train_per_class,
+            "tunnel_px": "-".join(str(r) for r in sorted({*resolutions, zoo_resolution}))}
+
+
+def record_retained(summary: pd.DataFrame, plan: pd.DataFrame) -> dict:
+    """What the text says of the % retained per backbone and OOD set: its range, the reference
+    backbone's value on the font styles, and whether the OOD sets differ more than the
+    backbones (the spans of the column and row means of :func:`retained_pivot`)."""
+    pivot = retained_pivot(summary, plan)
+    styles_col = "glyph_styles" if "glyph_styles" in pivot.columns else pivot.columns[0]
+    base = base_member(plan)
+    spread_sets = pivot.mean(axis=0).max() - pivot.mean(axis=0).min()
+    spread_backbones = pivot.mean(axis=1).max() - pivot.mean(axis=1).min()
+    return {"tunnel_spread_sets": f"{spread_sets:.0f}",
+            "tunnel_spread_backbones": f"{spread_backbones:.0f}",
+            "tunnel_spread_word": "more" if spread_sets > spread_backbones else "less",
+            "tunnel_base": base, "tunnel_base_styles": f"{pivot.loc[base, styles_col]:.0f}",
+            "tunnel_styles_col": styles_col,
+            "tunnel_min_retained": f"{summary.retained.min():.0f}",
+            "tunnel_min_where": "{} on {}".format(*summary.loc[summary.retained.idxmin(),
+                                                               ["member", "dataset"]]),
+            "tunnel_max_retained": f"{summary.retained.max():.0f}"}
+
+
+def record_rank(geom: pd.DataFrame, plan: pd.DataFrame) -> dict:
+    """The reference backbone's numerical rank on its ID data: its peak over layers, its value
+    at the last layer and the drop between them (%)."""
+    base = base_member(plan)
+    ranks = geom[geom.metric == "numerical_rank"].sort_values("layer_index")
+    peak = ranks.groupby("member").value.max()
+    last = ranks.groupby("member").value.last()
+    drop = (100 * (1 - last / peak)).round(0)
+    return {"tunnel_rank_drop_base": f"{drop[base]:.0f}",
+            "tunnel_rank_last_base": f"{last[base]:.0f}",
+            "tunnel_rank_peak_base": f"{peak[base]:.0f}"}
+
+
+def record_verdicts(verdicts_table: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """Per variable of :data:`GLUE_KEYS` (``tunnel_<short>_...``): our % retained and settings
+    at both ends, the difference with its interval, the verdict (:func:`verdicts`) and the
+    last layer's numerical rank; placeholders for a variable this run left out."""
+    out = {}
+    for variable, short in GLUE_KEYS.items():
+        row = verdicts_table[verdicts_table.variable == variable]
+        ran = len(row) == 1
+        r = row.iloc[0] if ran else None
+        key = f"tunnel_{short}"
+        out[f"{key}_low"] = f"{r.ours_low:.1f}" if ran else "(not run)"
+        out[f"{key}_high"] = f"{r.ours_high:.1f}" if ran else "(not run)"
+        out[f"{key}_low_setting"] = r.ours_low_setting if ran else "-"
+        out[f"{key}_high_setting"] = r.ours_high_setting if ran else "-"
+        out[f"{key}_verdict"] = r.verdict if ran else "not run"
+        out[f"{key}_diff"] = (f"{r.difference:+.1f} [{r.difference_low:+.1f}, "
+                              f"{r.difference_high:+.1f}], detectable {r.detectable:.1f}"
+                              if ran else "-")
+        if short == "arch":
+            out["tunnel_arch_sentence"] = (
+                f"{r.ours_low:.1f} % with {r.ours_low_setting} vs {r.ours_high:.1f} % with "
+                f"{r.ours_high_setting}" if ran
+                else "Not run in this profile (add it with -p variables=[...,architecture])")
+        t = table[table.variable == variable].sort_values("order")
+        for end, i in (("low", 0), ("high", -1)):
+            out[f"{key}_rank_{end}"] = f"{t.rank_last.iloc[i]:.0f}" if ran else "-"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
 
@@ -797,18 +903,42 @@ def plot_geometry(geom: pd.DataFrame, table: pd.DataFrame, height: float = 2.4):
     return fig
 
 
-def plot_explorer(curves: pd.DataFrame, summary: pd.DataFrame, member: str, ood: str,
-                  title: str | None = None):
-    """The explorer's figure: one backbone, ID vs one OOD set, the tunnel shaded, with the
-    % retained, rho and alignment in the title."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    draw_curves(ax, curves, summary, member, ood, color=_palette(1)[0], x="layer_index")
-    layers = mean_curves(curves[(curves.member == member) & (curves.dataset == "ID")])
-    ax.set_xticks(layers.layer_index, layers.layer, rotation=30, fontsize=7)
-    ax.set_ylabel("probe accuracy")
-    s = summary[(summary.member == member) & (summary.dataset == ood)].iloc[0]
-    ax.set_title(title or (f"{member} on {ood}: {s.retained:.0f}% retained ({s.strength}), "
-                           f"rho {s.pearson:.2f}"), fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+def plot_set(name: str, seed: int = 0, **set_options):
+    """Sixteen images of one probe set (:func:`load_set` with ``set_options``), titled with its
+    numbers of classes and images."""
+    s = load_set(name, seed=seed, **set_options)
+    return plots.image_grid(s, n=16, per_row=16, seed=seed,
+                            title=f"{name}: {len(s.classes)} classes, {len(s)} images")
+
+
+def explorer_rows(summary: pd.DataFrame, table: pd.DataFrame, variable: str, ood: str
+                  ) -> pd.DataFrame:
+    """The explorer's table: % retained, strength, pivot, rho and alignment of every setting of
+    ``variable`` on the OOD set ``ood``."""
+    rows = summary[(summary.dataset == ood)
+                   & summary.member.isin(table[table.variable == variable].member)]
+    return rows[["member", "retained", "strength", "pivot_layer", "pearson", "alignment"]]
+
+
+def explore(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFrame, variable: str,
+            ood: str) -> None:
+    """Show the ID and OOD probe curves of every setting of one variable on one OOD set
+    (:func:`plot_variable`) and their :func:`explorer_rows`."""
+    from IPython.display import display
+
+    plot_variable(curves, summary, table, variable, oods=[ood], height=3.2)
+    plt.show()
+    display(explorer_rows(summary, table, variable, ood).style.format(precision=3)
+            .hide(axis="index"))
+
+
+def explorer(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFrame, oods):
+    """An ipywidgets explorer: choose a variable and an OOD set -> :func:`explore`. Needs a
+    live kernel to react; the book shows its first state."""
+    import ipywidgets as widgets
+
+    def show(variable, ood):
+        explore(curves, summary, table, variable, ood)
+
+    return widgets.interactive(show, variable=list(dict.fromkeys(table.variable)),
+                               ood=list(oods))
