@@ -277,6 +277,69 @@ def write_timings(executed: Path) -> Path:
     return out
 
 
+#: The book's first-page table, one row per claim of the four papers: (chapter, claim, the
+#: paper's number, ours and the verdict). ``{name}`` in the last two is a value the chapter
+#: glued; :func:`write_findings` turns it into a glue reference to that chapter.
+FINDINGS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("separability", "high seen accuracy does not imply generalizability",
+     "6 models at 0.92-0.99 seen accuracy, unseen NMI 0.50-0.78", "{sep_claim1_short}",
+     "shown on {sep_claim1_domains} domains"),
+    ("separability", "the deepest layer is not always the best",
+     "inner layers best for several models", "{sep_deepest_text}", "{sep_deepest_verdict}"),
+    ("transferability", "FaCe ranks a zoo better than the other scores", "best on its benchmark",
+     "FaCe {tr_face_interval}; best {tr_best_metric} {tr_best_mean}", "{tr_verdict_word}"),
+    ("transferability", "both FaCe terms matter", "FaCe above each term", "{tr_abl_verdict}",
+     "(ablation)"),
+    ("tunnel", "higher resolution weakens the tunnel (% OOD retained)", "68.6 → 78.4",
+     "{tunnel_res_low} → {tunnel_res_high}: {tunnel_res_diff}", "{tunnel_res_verdict}"),
+    ("tunnel", "augmentation weakens the tunnel", "64.3 → 78.4",
+     "{tunnel_aug_low} → {tunnel_aug_high}: {tunnel_aug_diff}", "{tunnel_aug_verdict}"),
+    ("tunnel", "more ID classes weaken the tunnel", "more classes, weaker tunnel",
+     "{tunnel_cls_low} → {tunnel_cls_high}: {tunnel_cls_diff}", "{tunnel_cls_verdict}"),
+    ("tunnel", "a deeper network has a longer tunnel", "deeper, longer tunnel",
+     "{tunnel_depth_low} → {tunnel_depth_high}: {tunnel_depth_diff}", "{tunnel_depth_verdict}"),
+    ("double_descent", "epoch-wise double descent with label noise", "qualitative",
+     "{dd_ew_summary}", "{dd_verdict_0}"),
+    ("double_descent", "a larger target set makes it stronger", "qualitative",
+     "{dd_size_summary}", "{dd_verdict_1}"),
+    ("double_descent", "the frozen layers decide whether the transfer interpolates",
+     "qualitative", "memorized: {dd_mem_by_k}", "{dd_verdict_2}"),
+    ("double_descent", "freezing-wise double descent", "qualitative",
+     "{dd_fw_summary}", "{dd_verdict_3}"),
+    ("double_descent", "a less related source can transfer better", "qualitative",
+     "{dd_src_summary}", "{dd_verdict_4}"),
+)
+
+
+def _glue_refs(template: str, chapter: str, have: set[str]) -> str | None:
+    """``template`` with each ``{name}`` as a glue reference into ``chapter``'s page; None if
+    the chapter glued not all of them."""
+    names = re.findall(r"\{(\w+)\}", template)
+    if not set(names) <= have:
+        return None
+    return re.sub(r"\{(\w+)\}", lambda m: f"{{glue:text}}`{chapter}.ipynb::{m[1]}:s`", template)
+
+
+def write_findings(executed: Path) -> Path:
+    """``findings.md`` beside the executed chapters: :data:`FINDINGS` as a table whose numbers
+    and verdicts are glue references into the chapters (the first page includes it); a row
+    whose chapter did not run (or glued another set of values) says so."""
+    rows = ["| Chapter | Claim | Paper | Ours | Verdict |", "| --- | --- | --- | --- | --- |"]
+    for chapter, claim, paper, ours, verdict in FINDINGS:
+        path = executed / f"{chapter}.ipynb"
+        have = set(glued(path)) if path.exists() else set()
+        cells = [_glue_refs(t, f"chapters/{chapter}", have) for t in (ours, verdict)]
+        name = chapter.replace("_", " ").capitalize()
+        link = f"{{doc}}`{name} <chapters/{chapter}>`" if have else name
+        if None in cells:
+            cells = ["not in this run", "-"]
+        rows.append(f"| {link} | {claim} | {paper} | {cells[0]} | **{cells[1]}** |")
+    executed.mkdir(parents=True, exist_ok=True)
+    out = executed / "findings.md"
+    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return out
+
+
 def build_book(root: Path = ROOT) -> int:
     """Fetch the assets, write the toc of existing pages, check the notebooks, build; 0 if ok."""
     try:
@@ -285,6 +348,7 @@ def build_book(root: Path = ROOT) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_timings(root / "book" / "chapters")
+    write_findings(root / "book" / "chapters")
     toc = write_toc(root, root / "_build" / "toc.yml")
     problems = executed_errors(root, toc)
     for problem in problems:

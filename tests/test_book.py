@@ -61,6 +61,34 @@ def test_write_toc_drops_pages_that_do_not_exist(tmp_path: Path) -> None:
     assert written["parts"] == [{"caption": "A", "chapters": [{"file": "book/chapters/here"}]}]
 
 
+def _glued_notebook(path: Path, values: dict[str, str]) -> None:
+    """A notebook whose one cell glued ``values`` the way myst-nb does."""
+    outputs = [{"output_type": "display_data", "data": {"text/plain": repr(v)},
+                "metadata": {"scrapbook": {"name": k, "mime_prefix": ""}}}
+               for k, v in values.items()]
+    cell = {"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1,
+            "outputs": outputs}
+    path.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}))
+
+
+def test_findings_quote_the_chapters_that_ran_and_say_which_did_not(tmp_path: Path) -> None:
+    rows = [r for r in book.FINDINGS if r[0] == "tunnel"]
+    names = {n for r in rows for t in r[3:] for n in re.findall(r"\{(\w+)\}", t)}
+    _glued_notebook(tmp_path / "tunnel.ipynb", {n: "x" for n in names})
+    _glued_notebook(tmp_path / "separability.ipynb", {"sep_deepest_text": "x"})
+    lines = book.write_findings(tmp_path).read_text().splitlines()[2:]
+    assert len(lines) == len(book.FINDINGS)
+    for line, (chapter, _claim, _paper, ours, verdict) in zip(lines, book.FINDINGS):
+        if chapter == "tunnel":
+            refs = re.findall(r"\{glue:text\}`chapters/tunnel\.ipynb::(\w+):s`", line)
+            assert refs == re.findall(r"\{(\w+)\}", ours + verdict)
+            assert "not in this run" not in line
+        else:  # separability glued only part of its values; the others did not run
+            assert "not in this run" in line and "{glue" not in line
+    assert "{doc}`Tunnel <chapters/tunnel>`" in lines[4]
+
+
 @dataclass
 class Site:
     """A built book: its source root and its HTML folder."""

@@ -3,7 +3,9 @@ is a test, the ``smoke_book`` fixture of conftest.py); then the browser checks o
 tests/test_book.py run on that build, and a killed chapter run resumes to the same numbers.
 """
 
+import html
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,3 +71,15 @@ def test_a_chapter_swept_on_a_dask_cluster_glues_the_local_runs_numbers(smoke_gl
     assert len(list((tmp_path / "cache" / "double_descent").glob("*.pt"))) == int(
         glued["dd_n_runs"])
     assert ran_there["memory"] == int(glued["dd_n_runs"]), ran_there  # all ran on the workers
+
+
+def test_the_first_page_quotes_every_claim_from_its_chapter(smoke_book, smoke_glued):
+    from helpers.book import FINDINGS
+
+    findings = (smoke_book / "book" / "chapters" / "findings.md").read_text()
+    assert "not in this run" not in findings
+    page = (smoke_book / "_build" / "html" / "book" / "intro.html").read_text()
+    page = page.translate(str.maketrans({"\u2019": "'", "\u201c": '"', "\u201d": '"'}))
+    for chapter, *_, verdict in FINDINGS:
+        for name in re.findall(r"\{(\w+)\}", verdict):
+            assert html.escape(smoke_glued[chapter][name], quote=False) in page, (chapter, name)
