@@ -4,6 +4,7 @@
 :func:`fetch_assets` vendors MathJax, RequireJS and the widget manager from npm (pinned and
 hash-checked) into ``book/_vendor/vendor`` so that no page loads anything from a CDN;
 :func:`write_toc` copies ``_toc.yml`` without the chapters not executed yet;
+:func:`write_exercises` writes the exercise notebooks that the course page links;
 :func:`executed_errors` refuses notebooks that hold an error output; :func:`build` runs
 ``jupyter-book build`` with warnings as errors.
 """
@@ -25,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from helpers.chapters import ROOT, rel
+from helpers import student
+from helpers.chapters import ROOT, available, get, rel
 
 VENDOR = ROOT / "book" / "_vendor" / "vendor"
 
@@ -277,6 +279,24 @@ def write_timings(executed: Path) -> Path:
     return out
 
 
+def write_exercises(executed: Path) -> Path:
+    """The student and teacher notebooks (:mod:`helpers.student`) of each executed chapter with
+    exercises, and ``exercises.md`` beside the chapters: one row per such chapter with download
+    links to both (the course page includes it)."""
+    ids = [c.id for c in available() if (executed / f"{c.id}.ipynb").exists()]
+    written = student.write(ids, executed) if ids else {}
+    rows = ["| chapter | student copy | teacher copy (with solutions) |", "| --- | --- | --- |"]
+    for cid, paths in written.items():
+        links = [f"{{download}}`{path.name} <chapters/{path.parent.name}/{path.name}>`"
+                 for path in paths]
+        rows.append(f"| {get(cid).title} | {links[0]} | {links[1]} |")
+    executed.mkdir(parents=True, exist_ok=True)
+    out = executed / "exercises.md"
+    out.write_text("\n".join(rows) + "\n" if written else
+                   "No chapter with exercises has been run yet.\n", encoding="utf-8")
+    return out
+
+
 #: The book's first-page table, one row per claim of the four papers: (chapter, claim, the
 #: paper's number, ours and the verdict). ``{name}`` in the last two is a value the chapter
 #: glued; :func:`write_findings` turns it into a glue reference to that chapter.
@@ -341,7 +361,8 @@ def write_findings(executed: Path) -> Path:
 
 
 def build_book(root: Path = ROOT) -> int:
-    """Fetch the assets, write the toc of existing pages, check the notebooks, build; 0 if ok."""
+    """Fetch the assets, write the course page's tables and exercise notebooks and the toc of
+    existing pages, check the notebooks, build; 0 if ok."""
     try:
         fetch_assets(root / VENDOR.relative_to(ROOT))
     except BuildError as exc:
@@ -349,6 +370,11 @@ def build_book(root: Path = ROOT) -> int:
         return 1
     write_timings(root / "book" / "chapters")
     write_findings(root / "book" / "chapters")
+    try:
+        write_exercises(root / "book" / "chapters")
+    except student.ExerciseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     toc = write_toc(root, root / "_build" / "toc.yml")
     problems = executed_errors(root, toc)
     for problem in problems:

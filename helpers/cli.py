@@ -1,4 +1,5 @@
-"""``python -m helpers list|run|book``: run the chapters with papermill and build the book.
+"""``python -m helpers list|run|student|book``: run the chapters with papermill, write their
+exercise notebooks and build the book.
 
 Every input is validated before any work; a bad one ends the command with one line on stderr
 and exit status 2. A chapter that fails ends it with exit status 1.
@@ -64,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         help="where executed notebooks go (default: book/chapters)",
     )
 
+    student = commands.add_parser(
+        "student", help="write the exercise notebooks: student copies without the solutions, "
+                        "teacher copies with them (see book/course.md)"
+    )
+    student.add_argument("chapters", nargs="*", metavar="CHAPTER", help="default: all available")
+    student.add_argument(
+        "--output-dir",
+        type=Path,
+        default=chapters.EXECUTED,
+        help="where the student/ and teacher/ folders go (default: book/chapters)",
+    )
+
     book = commands.add_parser("book", help="run every available chapter, then build the book")
     book.add_argument("--profile", **profile)
     book.add_argument("--scheduler", **scheduler)
@@ -89,6 +102,23 @@ def cmd_list(chapter_id: str | None) -> int:
         print(f"{name}: {chapters.describe(spec)}\n    {spec['help']}")
         if values:
             print(f"    {values}")
+    return 0
+
+
+def cmd_student(chapter_ids: Sequence[str], output_dir: Path) -> int:
+    """Write the student and teacher notebooks of the chapters (all available when none given)."""
+    from helpers import student
+
+    try:
+        written = student.write(chapter_ids, output_dir)
+    except student.ExerciseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for cid in chapter_ids or [c.id for c in chapters.available()]:
+        if cid in written:
+            print(f"{cid}: wrote {' and '.join(chapters.rel(path) for path in written[cid])}")
+        else:
+            print(f"{cid}: no exercises")
     return 0
 
 
@@ -193,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             overrides = dict(chapters.parse_assignment(a) for a in args.param)
             return run_chapters(args.chapters, args.profile, overrides, args.output_dir)
+        if args.command == "student":
+            return cmd_student(args.chapters, args.output_dir)
         chapters.check_profile(args.profile)
         if not args.skip_run and (status := run_chapters([], args.profile, {})):
             return status
