@@ -290,3 +290,176 @@ def test_claims_follow_their_stated_rules():
     thr = dd.interpolation_threshold(finals[finals.source == "s"])
     assert dd.freezing_sentence(fw, thr, "s", 0.2).startswith("a peak at k = 1 for n = 400, "
                                                               "exactly at the empirical")
+
+
+def test_record_protocol_quotes_the_settings_and_the_test_size():
+    params = {"width": 16, "depth": 5, "resolution": 8, "lr": 0.001, "batch_size": 32,
+              "epochs": 3, "last": 2, "seeds": [0, 1], "z": 2.0, "sizes": [50, 100]}
+    assert dd.record_protocol(params, range(120)) == {
+        "dd_width": 16, "dd_depth": 5, "dd_res": 8, "dd_lr": "0.001", "dd_bs": 32,
+        "dd_epochs": 3, "dd_last": 2, "dd_n_seeds": 2, "dd_z": "2", "dd_test_n": 120}
+
+
+def test_record_thresholds_says_where_p_crosses_n_or_on_which_side_it_stays():
+    counts = pd.DataFrame({"k": [0, 1, 2], "frozen_through": ["(none)", "a", "b"],
+                           "trainable": [10_000, 1_000, 10]})
+    rec = dd.record_thresholds(counts, [1_000, 100, 5, 20_000])
+    assert rec == {"dd_p_full": "10,000", "dd_p_head": "10", "dd_L": 2,
+                   "dd_cross": "k = 1.0 for n = 1000, k = 1.5 for n = 100, "
+                               "never for n = 5 (p > n for every k), "
+                               "never for n = 20000 (p < n for every k)"}
+    assert type(rec["dd_L"]) is int  # glued as 2, not np.int64(2)
+    table = dd.ratio_table(counts, [100, 400])
+    assert table["p/n, n=100"].tolist() == [100.0, 10.0, 0.1]
+    assert table["p/n, n=400"].tolist() == [25.0, 2.5, 0.025]
+    runs = dd.plan(["s"], [10], [0.2], [0], [0, 1, 2])
+    assert dd.record_grid(runs, seconds=12.6) == {"dd_n_runs": 3, "dd_grid_seconds": "13"}
+
+
+def test_source_table_counts_the_glyph_classes_of_each_source():
+    models_ = {"digits": (None, {"recipe": {"chars": "0123456789"}, "source_accuracy": 0.98765}),
+               "hub": (None, {"recipe": {}, "source_accuracy": 0.5})}
+    table = dd.source_table(models_)
+    assert table.source.tolist() == ["digits", "hub"]
+    assert table.classes.iloc[0] == 10 and np.isnan(table.classes.iloc[1])
+    assert table["source test accuracy"].tolist() == [0.988, 0.5]
+
+
+def _epoch_grid(curves: dict) -> pd.DataFrame:
+    """Epoch histories of source "s" at k = 0 per (size, noise): ``curves`` {(size, noise):
+    test-error curve}; the share of flipped labels memorized is epoch / 12, the train error
+    0.1."""
+    return pd.concat([_history(c).assign(size=n, noise=nz) for (n, nz), c in curves.items()]
+                     ).assign(memorized=lambda h: h.epoch / 12, train_err=0.1)
+
+
+DOWN_UP_DOWN = [0.5, 0.2, 0.1, 0.2, 0.3, 0.25, 0.2, 0.15, 0.15, 0.15, 0.15, 0.15]
+WEAK = [0.5, 0.2, 0.1, 0.12, 0.14, 0.14, 0.14, 0.14, 0.14, 0.14, 0.14, 0.14]
+MONOTONE = [0.5, 0.3, 0.2, 0.15, 0.12, 0.1, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04]
+
+
+def test_record_epochwise_reads_the_curve_of_the_largest_set_and_falls_back_without_noise_0():
+    history = _epoch_grid({(400, 0.2): DOWN_UP_DOWN, (100, 0.2): WEAK, (400, 0.0): MONOTONE})
+    ew = dd.epoch_wise(history)
+    rec = dd.record_epochwise(ew, history, "s", 0.2, 0, last=2)
+    number = {k: float(v) for k, v in rec.items() if k.startswith("dd_ew_") and
+              k not in ("dd_ew_shown_list", "dd_ew_noise", "dd_ew_early_epoch",
+                        "dd_ew_peak_epoch")}
+    # the curves in points (seed noise 0.3 point): early 10 at epoch 3, peak 30 at epoch 5,
+    # final (last 5 epochs) 15; the weak curve rises by 4 and stays; no noise: no rise
+    expected = {"dd_ew_early": 10, "dd_ew_peak": 30, "dd_ew_final": 15, "dd_ew_descent": 15,
+                "dd_ew_big_rise": 20, "dd_ew_small_rise": 4, "dd_ew_small_descent": 0,
+                "dd_ew_clean_rise": 0}
+    assert set(number) == set(expected) | {"dd_ew_descent_se"}
+    for key, value in expected.items():
+        assert number[key] == pytest.approx(value, abs=0.5), key
+    assert (rec["dd_ew_early_epoch"], rec["dd_ew_peak_epoch"]) == (3, 5)
+    assert (rec["dd_n_big"], rec["dd_n_small"], rec["dd_k0"]) == (400, 100, 0)
+    assert type(rec["dd_n_big"]) is int and rec["dd_ew_noise"] == "20"
+    assert rec["dd_ew_shown_list"] == "n = 400, k = 0"  # the weak curve does not pass
+    assert rec["dd_mem_final"] == "96"  # mean of 11/12 and 12/12
+    noisy_only = history[history.noise > 0]
+    rec = dd.record_epochwise(dd.epoch_wise(noisy_only), noisy_only, "s", 0.2, 0)
+    assert rec["dd_ew_clean_rise"] == "n/a" and rec["dd_mem_final"] == "83"  # epochs 8-12
+    flat = _epoch_grid({(400, 0.2): WEAK, (100, 0.2): WEAK})
+    assert dd.record_epochwise(dd.epoch_wise(flat), flat, "s", 0.2, 0)["dd_ew_shown_list"] == "none"
+    assert list(dd.epochwise_table(ew, "s").index.names) == ["size", "noise", "k"]
+
+
+def test_record_freezing_reads_the_largest_set_and_falls_back_where_nothing_was_run():
+    finals = pd.concat([_finals([0.10, 0.25, 0.12, 0.05, 0.30]).assign(size=400),
+                        _finals([0.3] * 5),  # n = 100: flat, no bump
+                        _finals([0.20, 0.10, 0.15, 0.30, 0.40]).assign(size=400, noise=0.0)])
+    fw, thr = dd.freezing_wise(finals), dd.interpolation_threshold(finals)
+    rec = dd.record_freezing(fw, thr, finals, "s", 0.2)
+    assert (rec["dd_fw_best_k"], rec["dd_fw_worst_k"], rec["dd_fw_kpeak"]) == (3, 4, 1)
+    assert type(rec["dd_fw_kpeak"]) is int
+    for key, points in (("dd_fw_best", 5), ("dd_fw_worst", 30), ("dd_fw_bump", 15),
+                        ("dd_fw_clean_best", 10), ("dd_fw_clean_worst", 40)):
+        assert float(rec[key]) == pytest.approx(points, abs=0.5), key
+    assert float(rec["dd_fw_bump_se"]) < 1
+    # _finals fits the labels (train error 0) up to k = 1: p = 900 for n = 100 -> ratio 9
+    # (the ratio column of _finals is per 100 samples whatever the size)
+    assert (rec["dd_fw_kinterp"], rec["dd_fw_ratio_interp"]) == (1, "9")
+    assert rec["dd_fw_shown_list"] == "n = 400, noise 20 %"
+    assert rec["dd_mem_by_k"] == "k = 0: 100 %, k = 1: 100 %, k = 2: 0 %, k = 3: 0 %, k = 4: 0 %"
+    assert rec["dd_fw_clean_best_k"] == 1
+    table = dd.freezing_table(fw, thr, "s")
+    assert len(table) == 3 and {"k_peak", "k_interp"} <= set(table.columns)
+
+    two_k = _finals([0.1, 0.2]).assign(train_err=0.2)  # no interior k, nothing interpolates
+    fw, thr = dd.freezing_wise(two_k), dd.interpolation_threshold(two_k)
+    rec = dd.record_freezing(fw, thr, two_k, "s", 0.2)
+    assert (rec["dd_fw_kpeak"], rec["dd_fw_kinterp"], rec["dd_fw_ratio_interp"]) == (
+        "none", "none", "n/a")
+    assert rec["dd_fw_shown_list"] == "none"
+    assert [rec[f"dd_fw_clean_{k}"] for k in ("best_k", "best", "worst")] == ["n/a"] * 3
+
+
+def test_record_sources_names_the_better_source_and_falls_back_with_one_source(capsys):
+    import matplotlib.pyplot as plt
+
+    _, finals = _grid({100: [0.5] * 6}, {100: [0.10, 0.25, 0.12, 0.05, 0.30]},
+                      far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
+    size, gap = dd.near_far(finals, ["s", "far"], [50, 100])
+    assert size == 100 and gap.columns[:2].tolist() == ["s", "far"]
+    rec = dd.record_sources(finals, gap, size, 0.2)
+    assert rec["dd_n_cmp"] == 100
+    assert rec["dd_far_better"] == "noise 20 %, k = 1"
+    assert rec["dd_near_better"] == "noise 20 %, k = 3"
+    best = finals.groupby(["source", "k"]).test_err.mean().groupby("source").min()
+    assert rec["dd_best_near"] == f"{100 * best['s']:.1f}"
+    assert rec["dd_best_far"] == f"{100 * best['far']:.1f}"
+    not_run = dd.record_sources(finals, gap, size, 0.4)
+    assert not_run["dd_best_near"] == not_run["dd_best_far"] == "n/a"
+    dd.show_sources(finals, gap, size)
+    assert len(plt.get_fignums()) == 1 and "far - near" in capsys.readouterr().out
+    plt.close("all")
+
+    one = pd.concat([finals[finals.source == "s"], finals[finals.source == "s"].assign(size=400)])
+    size, gap = dd.near_far(one, ["s"], [100])
+    assert (size, gap) == (400, None)
+    assert dd.record_sources(one, gap, size, 0.2) == {
+        "dd_n_cmp": 400, "dd_far_better": "n/a (one source)",
+        "dd_near_better": "n/a (one source)", "dd_best_near": "n/a (one source)",
+        "dd_best_far": "n/a (one source)"}
+    dd.show_sources(one, gap, size)
+    assert plt.get_fignums() == [] and capsys.readouterr().out == ""
+
+
+def test_record_claims_glues_each_verdict_and_marks_the_source_claim_not_run():
+    history, finals = _grid({400: DOWN_UP_DOWN, 100: WEAK},
+                            {400: [0.10, 0.25, 0.12, 0.05, 0.30], 100: [0.3] * 5},
+                            far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
+    near = finals[finals.source == "s"]
+    ew, fw, thr = dd.epoch_wise(history), dd.freezing_wise(near), dd.interpolation_threshold(near)
+    table = dd.claims(ew, fw, finals, "s", 0.2, k0=0, gap=dd.source_gap(finals, "s", "far", 400))
+    rec = dd.record_claims(table, ew, fw, thr, "s", 0.2, 0)
+    assert [rec[f"dd_verdict_{i}"] for i in range(5)] == table.verdict.tolist()
+    assert rec["dd_second_sentence"].startswith("comes down again after the peak")
+    assert rec["dd_ew_weak_sentence"].startswith("At k = 0 the seed-mean curve does come down")
+    assert rec["dd_fw_sentence"].startswith("a peak at k = 1 for n = 400")
+    four = dd.claims(ew, fw, finals, "s", 0.2, k0=0)
+    rec = dd.record_claims(four, ew, fw, thr, "s", 0.2, 0)
+    assert rec["dd_verdict_4"] == "not run (one source)"
+    assert [rec[f"dd_verdict_{i}"] for i in range(4)] == four.verdict.tolist()
+
+
+def test_explore_draws_the_chosen_runs_and_the_explorer_offers_the_main_sources_settings(capsys):
+    import matplotlib.pyplot as plt
+
+    history = pd.concat([_epoch_grid({(400, 0.2): DOWN_UP_DOWN, (100, 0.0): WEAK}).assign(k=k)
+                         for k in (0, 2)])
+    history = pd.concat([history, history[history["size"] == 400].assign(source="far")])
+    dd.explore(history, 400, 0.2, average=False, frozen=(2,), source="far")
+    test_ax = plt.gcf().axes[0]
+    assert len(test_ax.lines) == 3 and test_ax.get_title() == "far, n=400, noise 20 %"
+    plt.close("all")
+    dd.explore(history, 100, 0.2)
+    assert "no runs for this choice" in capsys.readouterr().out and plt.get_fignums() == []
+    w = dd.explorer(history, "s")
+    size, noise, average, frozen, source = w.children[:5]
+    assert (size.options, size.value) == ((100, 400), 400)
+    assert (noise.options, noise.value) == ((0.0, 0.2), 0.2)
+    assert frozen.value == (0, 2) and source.options == ("s", "far") and average.value
+    plt.close("all")

@@ -24,8 +24,9 @@ import copy
 import math
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -671,6 +672,189 @@ def freezing_sentence(fw: pd.DataFrame, thresholds: pd.DataFrame, main: str, noi
 
 
 # ---------------------------------------------------------------------------------------------
+# the chapter's tables and the numbers its text quotes (``glue_record``); the measures are
+# defined on the methods page, section 4 (book/methods.md)
+
+
+def record_protocol(params: Mapping[str, Any], test: ImageSet) -> dict:
+    """The settings the protocol paragraph quotes, from the chapter's parameters ``params``
+    (what :func:`helpers.chapters.setup` returns), and the size of the target test set."""
+    return {"dd_width": params["width"], "dd_depth": params["depth"],
+            "dd_res": params["resolution"], "dd_lr": f"{params['lr']:g}",
+            "dd_bs": params["batch_size"], "dd_epochs": params["epochs"],
+            "dd_last": params["last"], "dd_n_seeds": len(params["seeds"]),
+            "dd_z": f"{params['z']:g}", "dd_test_n": len(test)}
+
+
+def source_table(source_models: dict) -> pd.DataFrame:
+    """One row per source of :func:`source_model`: its number of glyph classes (none for other
+    sources) and its accuracy on its own test set."""
+    return pd.DataFrame([{"source": s, "classes": len(r["recipe"].get("chars", "")) or None,
+                          "source test accuracy": r["source_accuracy"]}
+                         for s, (_, r) in source_models.items()]).round(3)
+
+
+def ratio_table(counts: pd.DataFrame, sizes: Sequence[int]) -> pd.DataFrame:
+    """:func:`parameter_counts` with the ratio p / n for each training-set size n."""
+    return counts.assign(**{f"p/n, n={n}": counts["trainable"] / n for n in sizes}).round(3)
+
+
+def record_thresholds(counts: pd.DataFrame, sizes: Sequence[int]) -> dict:
+    """The trainable parameters with every layer trained and with the head alone, the number
+    of layers L, and where the nominal threshold p = n is crossed for each size
+    (:func:`ks_crossing`), or on which side of n every k stays."""
+    p = counts["trainable"]
+
+    def crossing(n, k):
+        if not np.isnan(k):
+            return f"k = {k:.1f} for n = {n}"
+        return f"never for n = {n} (p {'>' if n < p.min() else '<'} n for every k)"
+
+    return {"dd_p_full": f"{p.iloc[0]:,}", "dd_p_head": f"{p.iloc[-1]:,}",
+            "dd_L": int(counts["k"].max()),
+            "dd_cross": ", ".join(crossing(n, k) for n, k in ks_crossing(counts, sizes).items())}
+
+
+def record_grid(runs: pd.DataFrame, seconds: float) -> dict:
+    """The number of transfer runs of the grid and the seconds they took."""
+    return {"dd_n_runs": len(runs), "dd_grid_seconds": f"{seconds:.0f}"}
+
+
+def epochwise_table(ew: pd.DataFrame, main: str) -> pd.DataFrame:
+    """The epoch-wise test (:func:`epoch_wise`) of the ``main`` source per (size, noise, k)."""
+    return (ew[ew.source == main].set_index(["size", "noise", "k"])
+            [["early", "epoch_early", "peak", "epoch_peak", "final", "rise", "descent",
+              "descent_se", "shown"]].round(3))
+
+
+def record_epochwise(ew: pd.DataFrame, history: pd.DataFrame, main: str, noisy: float, k0: int,
+                     last: int = 5) -> dict:
+    """What the epoch-wise paragraph says of the ``main`` source at the noise rate ``noisy``:
+    the curve at ``k0`` on the largest training set (early minimum, peak, final error, second
+    descent, share of the flipped labels memorized over the ``last`` epochs), its rise and
+    second descent on the smallest set, the rise without noise ("n/a" when noise 0 was not
+    run) and the (size, k) that pass the test ("none" if none does)."""
+    m = ew[ew.source == main].set_index(["size", "noise", "k"])
+    sizes = m.index.get_level_values("size")
+    n_big, n_small = int(sizes.max()), int(sizes.min())
+    row, small = m.loc[(n_big, noisy, k0)], m.loc[(n_small, noisy, k0)]
+    clean = 0.0 in m.index.get_level_values("noise")
+    shown = m.xs(noisy, level="noise")
+    memorized = (history[(history.source == main) & (history["size"] == n_big)
+                         & (history.noise == noisy) & (history.k == k0)]
+                 .groupby("epoch").memorized.mean())
+    return {"dd_ew_early": f"{100 * row.early:.1f}", "dd_ew_early_epoch": int(row.epoch_early),
+            "dd_ew_peak": f"{100 * row.peak:.1f}", "dd_ew_peak_epoch": int(row.epoch_peak),
+            "dd_ew_final": f"{100 * row.final:.1f}", "dd_ew_descent": f"{100 * row.descent:.1f}",
+            "dd_ew_descent_se": f"{100 * row.descent_se:.1f}",
+            "dd_ew_noise": f"{100 * noisy:.0f}", "dd_n_big": n_big, "dd_n_small": n_small,
+            "dd_k0": k0,
+            "dd_ew_clean_rise": (f"{100 * m.loc[(n_big, 0.0, k0)].rise:.1f}" if clean
+                                 else "n/a"),
+            "dd_ew_small_rise": f"{100 * small.rise:.1f}",
+            "dd_ew_small_descent": f"{100 * small.descent:.1f}",
+            "dd_ew_big_rise": f"{100 * row.rise:.1f}",
+            "dd_ew_shown_list": "; ".join(f"n = {n}, k = {k}" for (n, k), r in shown.iterrows()
+                                          if r.shown) or "none",
+            "dd_mem_final": f"{100 * memorized.iloc[-last:].mean():.0f}"}
+
+
+def freezing_table(fw: pd.DataFrame, thresholds: pd.DataFrame, main: str) -> pd.DataFrame:
+    """The freezing-wise test (:func:`freezing_wise`) of the ``main`` source beside its
+    empirical interpolation threshold (:func:`interpolation_threshold`)."""
+    table = fw.merge(thresholds, on=GROUP)
+    return table[table.source == main].round(3)
+
+
+def record_freezing(fw: pd.DataFrame, thresholds: pd.DataFrame, finals: pd.DataFrame, main: str,
+                    noisy: float) -> dict:
+    """What the freezing-wise paragraph says of the ``main`` source on its largest training
+    set: at ``noisy``, the best and worst k, the largest bump and its k ("none" without an
+    interior k), the empirical threshold ("none" / "n/a" where no k interpolates), the share of
+    flipped labels memorized per k; the settings whose bump passes the test ("none"); and the
+    best and worst k without noise ("n/a" when noise 0 was not run)."""
+    table = fw.merge(thresholds, on=GROUP)
+    table = table[table.source == main]
+    n_big = int(table["size"].max())
+    big = table[table["size"] == n_big]
+    f = big[big.noise == noisy].iloc[0]
+    out = {"dd_fw_best_k": int(f.k_best), "dd_fw_best": f"{100 * f.err_best:.1f}",
+           "dd_fw_worst_k": int(f.k_worst), "dd_fw_worst": f"{100 * f.err_worst:.1f}",
+           "dd_fw_bump": f"{100 * f.bump:.1f}", "dd_fw_bump_se": f"{100 * f.bump_se:.1f}",
+           "dd_fw_kpeak": "none" if np.isnan(f.k_peak) else int(f.k_peak),
+           "dd_fw_kinterp": "none" if np.isnan(f.k_interp) else int(f.k_interp),
+           "dd_fw_ratio_interp": "n/a" if np.isnan(f.ratio_interp) else f"{f.ratio_interp:.0f}",
+           "dd_fw_shown_list": "; ".join(f"n = {r['size']}, noise {100 * r.noise:.0f} %"
+                                         for _, r in fw[(fw.source == main) & fw.shown]
+                                         .iterrows()) or "none",
+           "dd_mem_by_k": ", ".join(f"k = {k}: {100 * v:.0f} %" for k, v in
+                                    memorized_by_k(finals, main, n_big, noisy).items())}
+    clean = big[big.noise == 0.0]
+    c = clean.iloc[0] if len(clean) else None
+    out["dd_fw_clean_best_k"] = "n/a" if c is None else int(c.k_best)
+    out["dd_fw_clean_best"] = "n/a" if c is None else f"{100 * c.err_best:.1f}"
+    out["dd_fw_clean_worst"] = "n/a" if c is None else f"{100 * c.err_worst:.1f}"
+    return out
+
+
+def near_far(finals: pd.DataFrame, sources: Sequence[str], compare_sizes: Sequence[int],
+             z: float = 2.0) -> tuple[int, pd.DataFrame | None]:
+    """(size, gap): the first source against the second at the largest of ``compare_sizes``
+    (:func:`source_gap`); with one source, (the largest training-set size, None)."""
+    if len(sources) < 2:
+        return int(finals["size"].max()), None
+    size = int(max(compare_sizes))
+    return size, source_gap(finals, sources[0], sources[1], size, z=z)
+
+
+def show_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int) -> None:
+    """Show :func:`plot_sources` and the :func:`source_gap` table ``gap`` at ``size``; nothing
+    with one source (``gap`` None)."""
+    if gap is None:
+        return
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    plot_sources(finals, size)
+    plt.show()
+    display(gap.round(3))
+
+
+def record_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int, noisy: float
+                   ) -> dict:
+    """What the near-vs-far paragraph says: the training-set ``size`` compared, the (noise, k)
+    where each source is better (:func:`source_gap` ``gap``, near source first; "none"), and
+    each source's lowest seed-mean error over k at ``noisy`` ("n/a" when not run there);
+    "n/a (one source)" for all but the size when ``gap`` is None."""
+    if gap is None:
+        return {"dd_n_cmp": size} | dict.fromkeys(
+            ("dd_far_better", "dd_near_better", "dd_best_near", "dd_best_far"), "n/a (one source)")
+    out = {"dd_n_cmp": size}
+    for side in ("far", "near"):
+        out[f"dd_{side}_better"] = "; ".join(f"noise {100 * nz:.0f} %, k = {k}"
+                                             for nz, k in gap[gap.better == side].index) or "none"
+    m = seed_mean(finals[finals["size"] == size], GROUP + ["k"])
+    for side, src in zip(("near", "far"), gap.columns[:2]):
+        err = m[(m.source == src) & (m.noise == noisy)].test_err
+        out[f"dd_best_{side}"] = f"{100 * err.min():.1f}" if len(err) else "n/a"
+    return out
+
+
+def record_claims(claims_table: pd.DataFrame, ew: pd.DataFrame, fw: pd.DataFrame,
+                  thresholds: pd.DataFrame, main: str, noisy: float, k0: int) -> dict:
+    """The verdicts of :func:`claims` (``dd_verdict_<row>``; the source claim "not run (one
+    source)" without a far source) and the sentences of the closing paragraph
+    (:func:`epochwise_sentences`, :func:`freezing_sentence`)."""
+    out = {f"dd_verdict_{i}": c.verdict for i, c in claims_table.iterrows()}
+    if len(claims_table) < 5:
+        out["dd_verdict_4"] = "not run (one source)"
+    sentences = epochwise_sentences(ew, main, noisy, k0)
+    return out | {"dd_second_sentence": sentences["second"],
+                  "dd_ew_weak_sentence": sentences["weak"],
+                  "dd_fw_sentence": freezing_sentence(fw, thresholds, main, noisy)}
+
+
+# ---------------------------------------------------------------------------------------------
 # figures
 
 
@@ -779,3 +963,65 @@ def plot_sources(finals: pd.DataFrame, size: int):
     axes[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def explore(history: pd.DataFrame, size: int, noise: float, average: bool = True,
+            frozen: Sequence[int] | None = None, source: str | None = None) -> None:
+    """Test error and train error on the labels trained on, per epoch, of one (source, size,
+    noise) for each k in ``frozen`` (default: every k), one color per k: the seed mean with a
+    +-1 s.e. band when ``average``, else every seed on its own. ``source``: default the first
+    source of ``history``."""
+    import matplotlib.pyplot as plt
+
+    source = history["source"].iloc[0] if source is None else source
+    ks = sorted(history["k"].unique().tolist())
+    frozen = ks if frozen is None else frozen
+    h = history[(history["source"] == source) & (history["size"] == size)
+                & (history["noise"] == noise) & history["k"].isin(frozen)]
+    if h.empty:
+        print("no runs for this choice (the far source runs only at compare_sizes)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(ks), 2)))
+    for k, g in h.groupby("k"):
+        c = colors[ks.index(k)]
+        for ax, col in zip(axes, ["test_err", "train_err"]):
+            if average:
+                s = g.groupby("epoch")[col]
+                mean, se = s.mean(), s.sem().fillna(0)
+                ax.plot(mean.index, mean, color=c, label=f"k={k}")
+                ax.fill_between(mean.index, mean - se, mean + se, color=c, alpha=0.2, lw=0)
+            else:
+                for sd, gs in g.groupby("seed"):
+                    ax.plot(gs["epoch"], gs[col], color=c, lw=1, alpha=0.8,
+                            label=f"k={k}" if sd == g["seed"].min() else None)
+    axes[0].set(xlabel="epoch", ylabel="test error",
+                title=f"{source}, n={size}, noise {100 * noise:.0f} %")
+    axes[1].set(xlabel="epoch", ylabel="train error (labels trained on)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def explorer(history: pd.DataFrame, main: str):
+    """An ipywidgets explorer: choose the training-set size, the noise rate, seed means or
+    single seeds, the k drawn and the source -> :func:`explore`. Needs a live kernel to react;
+    the book shows its first state (the ``main`` source's largest size and noise rate, every
+    k)."""
+    import ipywidgets as widgets
+
+    own = history[history["source"] == main]
+    sizes, noises = sorted(own["size"].unique().tolist()), sorted(own["noise"].unique().tolist())
+    ks = sorted(history["k"].unique().tolist())
+
+    def show(size, noise, average, frozen, source):
+        explore(history, size, noise, average, frozen, source)
+
+    return widgets.interactive(
+        show,
+        size=widgets.Dropdown(options=sizes, value=sizes[-1], description="n"),
+        noise=widgets.Dropdown(options=noises, value=noises[-1], description="noise"),
+        average=widgets.Checkbox(value=True, description="average seeds"),
+        frozen=widgets.SelectMultiple(options=ks, value=tuple(ks), description="k"),
+        source=widgets.Dropdown(options=list(dict.fromkeys(history["source"])), value=main,
+                                description="source"))
