@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import run_chapter
+from scipy import stats
 
 from helpers import data, models
 from helpers.device import one_thread
@@ -254,7 +255,7 @@ def _grid(ew_curves: dict, fw_curves: dict, far_curve=None):
     return history, finals
 
 
-def test_source_gap_marks_the_source_better_by_more_than_z_standard_errors():
+def test_source_gap_marks_a_source_better_where_the_bonferroni_welch_interval_excludes_0():
     _, finals = _grid({100: [0.5] * 6}, {100: [0.10, 0.25, 0.12, 0.05, 0.30]},
                       far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
     gap = dd.source_gap(finals, "s", "far", 100).loc[0.2]
@@ -263,7 +264,8 @@ def test_source_gap_marks_the_source_better_by_more_than_z_standard_errors():
     near = finals[(finals.source == "s") & (finals.k == 1)].test_err
     far = finals[(finals.source == "far") & (finals.k == 1)].test_err
     assert gap.loc[1, "far - near"] == pytest.approx(far.mean() - near.mean())
-    assert gap.loc[1, "s.e."] == pytest.approx(np.hypot(far.sem(), near.sem()))
+    ci = stats.ttest_ind(far, near, equal_var=False).confidence_interval(1 - 0.05 / 5)
+    assert (gap.loc[1, "low"], gap.loc[1, "high"]) == pytest.approx((ci.low, ci.high))
 
 
 def test_claims_follow_their_stated_rules():
@@ -274,7 +276,9 @@ def test_claims_follow_their_stated_rules():
                             far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
     ew, fw = dd.epoch_wise(history), dd.freezing_wise(finals[finals.source == "s"])
     gap = dd.source_gap(finals, "s", "far", 400)
-    table = dd.claims(ew, fw, finals, "s", 0.2, k0=0, gap=gap).set_index("claim (Dar et al.)")
+    fair = _fair()
+    table = dd.claims(fair, fw, finals, "s", 0.2, gap=gap, window=3)
+    table = table.set_index("claim (Dar et al.)")
     v = table["verdict"]
     assert v["epoch-wise double descent with label noise"] == "reproduced"
     assert v["larger target set, stronger epoch-wise double descent"] == "reproduced"
@@ -283,8 +287,12 @@ def test_claims_follow_their_stated_rules():
     assert v["freezing-wise double descent"] == "reproduced"
     assert v["a less related source can transfer better"] == "reproduced"
     assert "k=1" in table.loc["a less related source can transfer better", "ours"]
-    without = dd.claims(ew, fw, finals, "s", 0.2, k0=0)
+    assert table.loc["larger target set, stronger epoch-wise double descent", "ours"].startswith(
+        "second descent at n=400 minus n=100: +15.")
+    without = dd.claims(fair, fw, finals, "s", 0.2, window=3)
     assert len(without) == 4
+    one_size = dd.claims(fair[fair["size"] == 400], fw, finals, "s", 0.2, window=3)
+    assert one_size.verdict[1] == "not run (one size)"
     s = dd.epochwise_sentences(ew, "s", 0.2, k0=0)
     assert s["second"].startswith("comes down again after the peak, by 15.")
     thr = dd.interpolation_threshold(finals[finals.source == "s"])
@@ -433,15 +441,18 @@ def test_record_claims_glues_each_verdict_and_marks_the_source_claim_not_run():
                             far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
     near = finals[finals.source == "s"]
     ew, fw, thr = dd.epoch_wise(history), dd.freezing_wise(near), dd.interpolation_threshold(near)
-    table = dd.claims(ew, fw, finals, "s", 0.2, k0=0, gap=dd.source_gap(finals, "s", "far", 400))
+    table = dd.claims(_fair(), fw, finals, "s", 0.2, gap=dd.source_gap(finals, "s", "far", 400),
+                      window=3)
     rec = dd.record_claims(table, ew, fw, thr, "s", 0.2, 0)
     assert [rec[f"dd_verdict_{i}"] for i in range(5)] == table.verdict.tolist()
+    assert [rec[k] for k in ("dd_ew_summary", "dd_size_summary", "dd_fw_summary",
+                             "dd_src_summary")] == table.ours[[0, 1, 3, 4]].tolist()
     assert rec["dd_second_sentence"].startswith("comes down again after the peak")
     assert rec["dd_ew_weak_sentence"].startswith("At k = 0 the seed-mean curve does come down")
     assert rec["dd_fw_sentence"].startswith("a peak at k = 1 for n = 400")
-    four = dd.claims(ew, fw, finals, "s", 0.2, k0=0)
+    four = dd.claims(_fair(), fw, finals, "s", 0.2, window=3)
     rec = dd.record_claims(four, ew, fw, thr, "s", 0.2, 0)
-    assert rec["dd_verdict_4"] == "not run (one source)"
+    assert rec["dd_verdict_4"] == rec["dd_src_summary"] == "not run (one source)"
     assert [rec[f"dd_verdict_{i}"] for i in range(4)] == four.verdict.tolist()
 
 
@@ -463,3 +474,70 @@ def test_explore_draws_the_chosen_runs_and_the_explorer_offers_the_main_sources_
     assert (noise.options, noise.value) == ((0.0, 0.2), 0.2)
     assert frozen.value == (0, 2) and source.options == ("s", "far") and average.value
     plt.close("all")
+
+
+def _runs(curve, seeds=(0, 1, 2), size=100, fit_epoch=4, noise_sd=0.003):
+    rng = np.random.default_rng(size)
+    return pd.DataFrame([{"source": "s", "size": size, "noise": 0.2, "seed": s, "k": 0,
+                          "epoch": e + 1, "test_err": v + rng.normal(0, noise_sd),
+                          "train_err": 0.0 if e + 1 >= fit_epoch else 0.2}
+                         for s in seeds for e, v in enumerate(curve)])
+
+
+FAIR_DOWN_UP_DOWN = [0.5, 0.2, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.2, 0.15, 0.15, 0.15, 0.15, 0.15, 0.15]
+FAIR_OVERFIT = [0.5, 0.2, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+
+
+def test_second_descent_measures_rise_and_descent_on_held_out_seeds():
+    r = dd.second_descent(_runs(FAIR_DOWN_UP_DOWN), window=3).iloc[0]
+    # smoothed (3 epochs): early min 0.133 at epochs 4, peak 0.30 at epoch 8; final 0.15
+    assert r.rise == pytest.approx(0.3 - 0.4 / 3, abs=0.01) and r.epoch_peak == 8
+    assert r.descent == pytest.approx(0.15, abs=0.01) and r.descent_low > 0
+    assert r.epoch_fit == 4 and dd.epochwise_verdict(r, window=3) == "reproduced"
+    assert len(r.descents) == 3 and r.descent_detectable > 0
+    over = dd.second_descent(_runs(FAIR_OVERFIT), window=3).iloc[0]
+    assert over.rise_low > 0 and over.descent_low < 0 < over.descent_high
+    assert dd.epochwise_verdict(over, window=3) == "partly"
+    late = dd.second_descent(_runs(FAIR_DOWN_UP_DOWN, fit_epoch=14), window=3).iloc[0]
+    assert dd.epochwise_verdict(late, window=3).startswith("not tested")
+    with pytest.raises(ValueError, match="window"):
+        dd.second_descent(_runs(FAIR_DOWN_UP_DOWN), window=8)
+
+
+def _fair():
+    """The fair test's table: a clear second descent at n = 400, none at n = 100."""
+    return pd.concat([dd.second_descent(_runs(FAIR_DOWN_UP_DOWN, size=400), window=3),
+                      dd.second_descent(_runs(FAIR_OVERFIT, size=100), window=3)])
+
+
+def test_a_noisy_flat_curve_shows_no_second_descent_though_its_highest_epoch_is_above_the_end():
+    flat = [0.5, 0.2] + [0.2] * 28
+    r = dd.second_descent(_runs(flat, seeds=range(6), noise_sd=0.03), window=5).iloc[0]
+    assert r.descent_low < 0 < r.descent_high  # held-out seeds: no selection bias
+    assert dd.epochwise_verdict(r) != "reproduced"
+
+
+def test_size_effect_compares_the_second_descents_of_two_sizes():
+    table = pd.concat([dd.second_descent(_runs(FAIR_DOWN_UP_DOWN, size=400), window=3),
+                       dd.second_descent(_runs(FAIR_OVERFIT, size=100), window=3)])
+    e = dd.size_effect(table, small=100, big=400)
+    assert e["verdict"] == "reproduced" and e["effect"] == pytest.approx(0.15, abs=0.01)
+    same = pd.concat([dd.second_descent(_runs(FAIR_OVERFIT, size=s), window=3) for s in (100, 400)])
+    assert dd.size_effect(same, 100, 400)["verdict"] == "no difference detected"
+    assert dd.size_effect(table, small=400, big=100)["verdict"] == "opposite"
+
+
+def test_record_fair_quotes_the_largest_set_and_the_table_is_in_points():
+    history = pd.concat([_runs(FAIR_DOWN_UP_DOWN, size=400), _runs(FAIR_OVERFIT, size=100)])
+    history = history.assign(arch="resnet10t", resolution=16)
+    fair = dd.second_descent(history, window=3)
+    rec = dd.record_fair(fair, history, window=3)
+    assert (rec["dd_fair_arch"], rec["dd_fair_res"], rec["dd_fair_sizes"]) == (
+        "resnet10t", 16, "100 and 400")
+    assert (rec["dd_fair_epochs"], rec["dd_fair_seeds"], rec["dd_fair_fit"]) == (15, 3, 4)
+    assert rec["dd_fair_descent"].startswith("+15.") and rec["dd_fair_verdict"] == "reproduced"
+    table = dd.second_descent_table(fair)
+    assert table.loc[400, "descent"] == pytest.approx(15, abs=0.5)
+    assert table.loc[100, "descent_low"] < 0 < table.loc[100, "descent_high"]
+    fig = dd.plot_fair(history, fair)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4  # 2 sizes + 2 peak markers

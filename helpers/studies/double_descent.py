@@ -34,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import cache, data, models, train, zoo
+from .. import cache, data, models, plots, train, zoo
 from ..data import ImageSet
 from ..device import one_thread
 from ..features import preprocess
 from ..jobs import run as jobs_run
+from ..metrics.intervals import detectable_effect, mean_interval, welch_effect
 
 CHAPTER = "double_descent"
 #: glyph sources for the smallcnn family: name -> characters (the target is digits)
@@ -426,6 +427,28 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
 # analysis: final errors, thresholds, the two double-descent tests
 
 
+def fair_epochwise(params: Mapping[str, Any], progress: bool = True) -> pd.DataFrame:
+    """The epoch-wise fair test of the chapter's parameters ``params`` (what
+    :func:`helpers.chapters.setup` returns): the main source pre-trained as ``ew_arch`` (empty:
+    ``arch``) at ``ew_resolution`` pixels (0: ``resolution``), every layer trained (k = 0) on
+    each of ``ew_sizes`` target images at the largest noise rate, ``ew_epochs`` epochs, every
+    seed; the per-epoch histories of :func:`run_plan` (cached, shared with the grid where the
+    settings agree)."""
+    p = params
+    arch, res = p["ew_arch"] or p["arch"], p["ew_resolution"] or p["resolution"]
+    where = {"root": p["data_root"] or None, "download": p["download"]}
+    main = p["sources"][0]
+    source = source_model(main, arch=arch, scale=p["scale"], width=p["width"], depth=p["depth"],
+                          resolution=res, epochs=p["source_epochs"] or None, **where)
+    pool, test = target_data(p["target"], resolution=res, test_per_class=p["test_per_class"],
+                             seed=p["seed"], **where)
+    runs = plan([main], p["ew_sizes"], [max(p["noises"])], p["seeds"], [0])
+    return run_plan(runs, {main: source}, pool, test, epochs=p["ew_epochs"], lr=p["lr"],
+                    batch_size=p["batch_size"], optimizer=p["optimizer"],
+                    weight_decay=p["weight_decay"], workers=p["workers"], progress=progress
+                    ).assign(arch=arch, resolution=res)
+
+
 GROUP = ["source", "size", "noise"]
 
 
@@ -536,68 +559,132 @@ def epoch_wise(history: pd.DataFrame, z: float = 2.0, last: int = 5,
     return pd.DataFrame(rows)
 
 
-def source_gap(finals: pd.DataFrame, near: str, far: str, size: int, z: float = 2.0
-               ) -> pd.DataFrame:
-    """Near vs far source at training-set ``size``, per (noise, k): both seed-mean test errors,
-    ``far - near`` with its standard error, and ``better``: the source whose error is lower by
-    more than ``z`` standard errors ("" when neither)."""
-    m = seed_mean(finals[finals["size"] == size], GROUP + ["k"])
-    wide = m.pivot_table(index=["noise", "k"], columns="source", values="test_err")[[near, far]]
-    se = m.pivot_table(index=["noise", "k"], columns="source", values="test_err_se")
-    wide["far - near"] = wide[far] - wide[near]
-    wide["s.e."] = np.sqrt(se[far] ** 2 + se[near] ** 2)
-    wide["better"] = np.where(wide["far - near"] < -z * wide["s.e."], "far",
-                              np.where(wide["far - near"] > z * wide["s.e."], "near", ""))
-    return wide
+def second_descent(history: pd.DataFrame, window: int = 5, fit_err: float = 0.02,
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """The epoch-wise test with held-out seeds, one row per (source, size, noise, k).
+
+    Each seed's test-error curve is smoothed by a trailing mean of ``window`` epochs (Adam's
+    spikes average out). For each seed in turn the *other* seeds' mean curve fixes the early
+    minimum and the peak after it (before the last window), so picking the highest of many
+    noisy epochs does not inflate the held-out seed's values: its ``rise`` is its error at the
+    peak minus at the early minimum, its ``descent`` the error at the peak minus its mean over
+    the last ``window`` epochs. Each comes with Student's t interval over seeds and the
+    smallest effect this many seeds detect (methods page, "Intervals and verdicts");
+    ``descents`` keeps the per-seed values. ``epoch_fit``: the first epoch whose seed-mean
+    train error is at most ``fit_err`` (the labels, noisy ones included, are interpolated).
+    """
+    rows = []
+    for key, g in history.groupby(GROUP + ["k"]):
+        curves = g.pivot_table(index="epoch", columns="seed", values="test_err")
+        if len(curves) < 2 * window + 1:
+            raise ValueError(f"window: {window} epochs leave no room for an early minimum, a "
+                             f"peak and a final window in {len(curves)} epochs")
+        smooth = curves.rolling(window, min_periods=1).mean().to_numpy()
+        final = curves.to_numpy()[-window:].mean(axis=0)
+        n = smooth.shape[1]
+        rise, descent, peaks = [], [], []
+        for s in range(n):
+            others = np.delete(smooth, s, axis=1).mean(axis=1) if n > 1 else smooth[:, 0]
+            end = len(others) - window
+            early = int(np.argmin(others[:end]))
+            peak = early + int(np.argmax(others[early:end]))
+            rise.append(smooth[peak, s] - smooth[early, s])
+            descent.append(smooth[peak, s] - final[s])
+            peaks.append(int(curves.index[peak]))
+        train = g.groupby("epoch")["train_err"].mean()
+        fitted = train.index[train.to_numpy() <= fit_err]
+        row = dict(zip(GROUP + ["k"], key), seeds=n, epochs=int(curves.index.max()),
+                   epoch_peak=int(np.median(peaks)),
+                   epoch_fit=float(fitted[0]) if len(fitted) else float("nan"),
+                   final=float(final.mean()), descents=tuple(descent))
+        for name, values in (("rise", rise), ("descent", descent)):
+            mean, low, high = mean_interval(values, confidence)
+            se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+            row.update({name: mean, f"{name}_low": low, f"{name}_high": high,
+                        f"{name}_detectable": detectable_effect(se, confidence)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def epochwise_verdict(row: pd.Series, window: int = 5) -> str:
+    """Claim 1 on one row of :func:`second_descent`: *not tested* when the noisy labels are
+    not interpolated before the final window (the paper's precondition); *reproduced* when
+    the rise and the second descent both have intervals above 0; *partly* when only the rise
+    does; else *not reproduced*."""
+    if not row.epoch_fit <= row.epochs - window:
+        return "not tested (the noisy labels are not memorized in time)"
+    if row.rise_low > 0:
+        return "reproduced" if row.descent_low > 0 else "partly"
+    return "not reproduced"
+
+
+def size_effect(table: pd.DataFrame, small: int, big: int, confidence: float = 0.95) -> dict:
+    """Claim 2: the second descent at ``big`` minus at ``small`` (rows of
+    :func:`second_descent`, one noise rate and k) with Welch's interval over seeds, and the
+    verdict: *reproduced* (above 0), *opposite* (below 0) or *no difference detected*."""
+    a = table.loc[table["size"] == big, "descents"].iloc[0]
+    b = table.loc[table["size"] == small, "descents"].iloc[0]
+    e = welch_effect(a, b, confidence)
+    verdict = ("reproduced" if e["low"] > 0 else "opposite" if e["high"] < 0
+               else "no difference detected")
+    return {**e, "detectable": detectable_effect(e["se"], confidence), "verdict": verdict}
+
+
+def source_gap(finals: pd.DataFrame, near: str, far: str, size: int,
+               confidence: float = 0.95) -> pd.DataFrame:
+    """Near vs far source at training-set ``size``, per (noise, k): both seed-mean test errors
+    and ``far - near`` with Welch's interval over seeds, at ``confidence`` shared by the k of
+    one noise rate (Bonferroni: looking at every k must not find a difference by chance);
+    ``better``: the source whose error is lower with the interval excluding 0 ("" if neither).
+    """
+    f = finals[finals["size"] == size]
+    rows = []
+    for noise, g in f.groupby("noise"):
+        ks = sorted(set(g.k[g.source == near]) & set(g.k[g.source == far]))
+        level = 1 - (1 - confidence) / max(len(ks), 1)
+        for k in ks:
+            a = g[(g.source == far) & (g.k == k)].test_err
+            b = g[(g.source == near) & (g.k == k)].test_err
+            e = welch_effect(a, b, level)
+            rows.append({"noise": noise, "k": k, near: b.mean(), far: a.mean(),
+                         "far - near": e["effect"], "low": e["low"], "high": e["high"],
+                         "better": "far" if e["high"] < 0 else "near" if e["low"] > 0 else ""})
+    return pd.DataFrame(rows).set_index(["noise", "k"])
 
 
 def _verdict(ok: bool, partly: bool = False) -> str:
     return "reproduced" if ok else ("partly" if partly else "not reproduced")
 
 
-def claims(ew: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str, noisy: float,
-           k0: int, gap: pd.DataFrame | None = None, z: float = 2.0) -> pd.DataFrame:
+def claims(fair: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str,
+           noisy: float, gap: pd.DataFrame | None = None, window: int = 5) -> pd.DataFrame:
     """The chapter's verdicts on Dar et al.'s claims, one row each (claim, paper, ours,
-    verdict), by rules fixed before the run (methods page, section "intervals"):
+    verdict), by rules fixed before the run (methods page, "Intervals and verdicts"):
 
-    - epoch-wise double descent: reproduced when some k at the largest size and ``noisy``
-      passes :func:`epoch_wise` with a second descent of at least half its rise; partly when
-      only the rise at ``k0`` or a weaker pass is seen;
-    - larger target set, stronger: reproduced when both rise and descent are larger at the
-      largest size than at the smallest (and shown there); partly when only the rise is;
+    - epoch-wise double descent: :func:`epochwise_verdict` on the largest set of the fair test
+      ``fair`` (:func:`second_descent` of :func:`fair_epochwise`);
+    - larger target set, stronger: :func:`size_effect` between its smallest and largest set;
     - frozen layers decide interpolation: reproduced when some k memorizes > 80 % of the
       flipped labels and another < 20 %;
     - freezing-wise double descent: reproduced when a bump is sustained
       (:func:`freezing_wise`), partly when one is shown;
     - a less related source can transfer better (``gap`` = :func:`source_gap`): reproduced
-      when the far source's error is lower by more than ``z`` s.e. at some (noise, k).
+      when the far source's error is lower, with the interval excluding 0, at some (noise, k).
     """
-    main_ew = ew[ew.source == main].set_index(["size", "noise", "k"])
-    sizes = main_ew.index.get_level_values("size")
-    n_big, n_small = sizes.max(), sizes.min()
-    row, small = main_ew.loc[(n_big, noisy, k0)], main_ew.loc[(n_small, noisy, k0)]
-    big = main_ew.xs(noisy, level="noise").loc[n_big]
-    passing = big[big.shown]
-    strong = passing[passing.descent >= 0.5 * passing.rise]  # gives back half of the rise
-    rise_ok = row.rise > max(z * row.rise_se, 0.01)
-    more = ("; the test passes at " + ", ".join(
-        f"k={k} (rise {100 * r.rise:.1f}, descent {100 * r.descent:.1f})"
-        for k, r in passing.iterrows())) if len(passing) else ""
-    mem = memorized_by_k(finals, main, n_big, noisy)
+    n_big, n_small = int(fair["size"].max()), int(fair["size"].min())
+    big = fair[fair["size"] == n_big].iloc[0]
+    size = size_effect(fair, n_small, n_big) if n_small != n_big else None
+    mem = memorized_by_k(finals, main, int(finals["size"].max()), noisy)
     noisy_fw = fw[(fw.source == main) & (fw.noise == noisy)]
     out = [
         {"claim (Dar et al.)": "epoch-wise double descent with label noise",
          "paper": "test error falls, rises, falls again",
-         "ours": f"k={k0}, n={n_big}: {100 * row.early:.1f} % -> peak {100 * row.peak:.1f} % -> "
-                 f"{100 * row.final:.1f} % (second descent {100 * row.descent:.1f} +- "
-                 f"{100 * row.descent_se:.1f}){more}",
-         "verdict": _verdict(len(strong) > 0, partly=rise_ok or len(passing) > 0)},
+         "ours": ours_epochwise(big),
+         "verdict": epochwise_verdict(big, window)},
         {"claim (Dar et al.)": "larger target set, stronger epoch-wise double descent",
          "paper": "more significant for a larger target set",
-         "ours": f"rise / second descent: {100 * small.rise:.1f} / {100 * small.descent:.1f} "
-                 f"(n={n_small}) vs {100 * row.rise:.1f} / {100 * row.descent:.1f} (n={n_big})",
-         "verdict": _verdict(row.rise > small.rise and row.descent > small.descent
-                             and bool(row.shown), partly=row.rise > small.rise)},
+         "ours": ours_size(size, n_small, n_big),
+         "verdict": size["verdict"] if size else "not run (one size)"},
         {"claim (Dar et al.)": "frozen layers decide under- vs overparameterized",
          "paper": "k decides whether the target training interpolates",
          "ours": "flipped labels memorized: " + ", ".join(
@@ -606,20 +693,52 @@ def claims(ew: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str, 
         {"claim (Dar et al.)": "freezing-wise double descent",
          "paper": "test error against k peaks near the threshold",
          "ours": "; ".join(f"n={int(r['size'])}: bump {100 * r.bump:.1f} +- "
-                           f"{100 * r.bump_se:.1f} at k={r.k_peak:.0f}, k=0 "
+                           f"{100 * r.bump_se:.1f} (detectable "
+                           f"{100 * detectable_effect(r.bump_se):.1f}) at k={r.k_peak:.0f}, k=0 "
                            f"{100 * r.gain_full:+.1f} below it, best k={int(r.k_best)}"
                            for _, r in noisy_fw.iterrows()),
          "verdict": _verdict(bool(noisy_fw.sustained.any()), partly=bool(noisy_fw.shown.any()))},
     ]
     if gap is not None:
-        far = gap[gap.better == "far"]
         out.append({"claim (Dar et al.)": "a less related source can transfer better",
                     "paper": "with too many frozen layers (overfreezing)",
-                    "ours": ("far source better at " + "; ".join(
-                        f"noise {100 * nz:.0f} %, k={k}" for nz, k in far.index))
-                    if len(far) else f"far source never better by > {z:g} s.e.",
-                    "verdict": _verdict(len(far) > 0)})
+                    "ours": ours_sources(gap),
+                    "verdict": _verdict(bool((gap.better == "far").any()))})
     return pd.DataFrame(out)
+
+
+def _points(value: float, low: float, high: float) -> str:
+    """An effect in points of error with its interval."""
+    return f"{100 * value:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def ours_epochwise(row: pd.Series) -> str:
+    """One row of :func:`second_descent` in words: rise and second descent with intervals."""
+    return (f"n={int(row['size'])}: rise {_points(row.rise, row.rise_low, row.rise_high)}, "
+            f"second descent {_points(row.descent, row.descent_low, row.descent_high)} points "
+            f"(detectable {100 * row.descent_detectable:.1f}; "
+            + (f"labels never fitted in {row.epochs} epochs)" if np.isnan(row.epoch_fit) else
+               f"labels fitted by epoch {row.epoch_fit:.0f} of {row.epochs})"))
+
+
+def ours_size(effect: dict | None, small: int, big: int) -> str:
+    """:func:`size_effect` in words."""
+    if effect is None:
+        return "one training-set size"
+    return (f"second descent at n={big} minus n={small}: "
+            f"{_points(effect['effect'], effect['low'], effect['high'])} points "
+            f"(detectable {100 * effect['detectable']:.1f})")
+
+
+def ours_sources(gap: pd.DataFrame) -> str:
+    """:func:`source_gap` in words: where the far source is better, or its closest call."""
+    far = gap[gap.better == "far"]
+    if len(far):
+        return "far source better at " + "; ".join(f"noise {100 * nz:.0f} %, k={k}"
+                                                   for nz, k in far.index)
+    (nz, k), r = min(gap.iterrows(), key=lambda kv: kv[1]["far - near"])
+    return (f"far source never detectably better; closest: noise {100 * nz:.0f} %, k={k}, "
+            f"far - near {_points(r['far - near'], r.low, r.high)} points")
 
 
 def memorized_by_k(finals: pd.DataFrame, source: str, size: int, noise: float) -> pd.Series:
@@ -759,6 +878,33 @@ def record_epochwise(ew: pd.DataFrame, history: pd.DataFrame, main: str, noisy: 
             "dd_mem_final": f"{100 * memorized.iloc[-last:].mean():.0f}"}
 
 
+def second_descent_table(fair: pd.DataFrame) -> pd.DataFrame:
+    """:func:`second_descent` of the fair test, in points of error, one row per size."""
+    cols = ["rise", "rise_low", "rise_high", "descent", "descent_low", "descent_high",
+            "descent_detectable", "final"]
+    t = fair.set_index("size")[["seeds", "epoch_fit", "epoch_peak", *cols]].copy()
+    t[cols] = 100 * t[cols]
+    return t.round(1)
+
+
+def record_fair(fair: pd.DataFrame, history: pd.DataFrame, window: int) -> dict:
+    """What the fair-test paragraph quotes: the network, its resolution, sizes, epochs, and on
+    the largest set the epoch at which the labels are fitted, the peak epoch, the rise and
+    the second descent with their intervals (points), and the verdict."""
+    big = fair[fair["size"] == fair["size"].max()].iloc[0]
+    return {"dd_fair_arch": str(history.arch.iloc[0]),
+            "dd_fair_res": int(history.resolution.iloc[0]),
+            "dd_fair_sizes": " and ".join(str(n) for n in sorted(fair["size"])),
+            "dd_fair_epochs": int(big.epochs), "dd_fair_seeds": int(big.seeds),
+            "dd_fair_fit": "never" if np.isnan(big.epoch_fit) else int(big.epoch_fit),
+            "dd_fair_peak": int(big.epoch_peak),
+            "dd_fair_rise": _points(big.rise, big.rise_low, big.rise_high),
+            "dd_fair_descent": _points(big.descent, big.descent_low, big.descent_high),
+            "dd_fair_detectable": f"{100 * big.descent_detectable:.1f}",
+            "dd_fair_final": f"{100 * big.final:.1f}",
+            "dd_fair_verdict": epochwise_verdict(big, window)}
+
+
 def freezing_table(fw: pd.DataFrame, thresholds: pd.DataFrame, main: str) -> pd.DataFrame:
     """The freezing-wise test (:func:`freezing_wise`) of the ``main`` source beside its
     empirical interpolation threshold (:func:`interpolation_threshold`)."""
@@ -797,14 +943,14 @@ def record_freezing(fw: pd.DataFrame, thresholds: pd.DataFrame, finals: pd.DataF
     return out
 
 
-def near_far(finals: pd.DataFrame, sources: Sequence[str], compare_sizes: Sequence[int],
-             z: float = 2.0) -> tuple[int, pd.DataFrame | None]:
+def near_far(finals: pd.DataFrame, sources: Sequence[str], compare_sizes: Sequence[int]
+             ) -> tuple[int, pd.DataFrame | None]:
     """(size, gap): the first source against the second at the largest of ``compare_sizes``
     (:func:`source_gap`); with one source, (the largest training-set size, None)."""
     if len(sources) < 2:
         return int(finals["size"].max()), None
     size = int(max(compare_sizes))
-    return size, source_gap(finals, sources[0], sources[1], size, z=z)
+    return size, source_gap(finals, sources[0], sources[1], size)
 
 
 def show_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int) -> None:
@@ -843,9 +989,13 @@ def record_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int, no
 def record_claims(claims_table: pd.DataFrame, ew: pd.DataFrame, fw: pd.DataFrame,
                   thresholds: pd.DataFrame, main: str, noisy: float, k0: int) -> dict:
     """The verdicts of :func:`claims` (``dd_verdict_<row>``; the source claim "not run (one
-    source)" without a far source) and the sentences of the closing paragraph
+    source)" without a far source), its "ours" column for the book's first page, and the
+    sentences of the closing paragraph
     (:func:`epochwise_sentences`, :func:`freezing_sentence`)."""
     out = {f"dd_verdict_{i}": c.verdict for i, c in claims_table.iterrows()}
+    ours = claims_table.ours.tolist() + ["not run (one source)"] * (5 - len(claims_table))
+    out |= {"dd_ew_summary": ours[0], "dd_size_summary": ours[1], "dd_fw_summary": ours[3],
+            "dd_src_summary": ours[4]}
     if len(claims_table) < 5:
         out["dd_verdict_4"] = "not run (one source)"
     sentences = epochwise_sentences(ew, main, noisy, k0)
@@ -898,6 +1048,30 @@ def plot_epochwise(history: pd.DataFrame, source: str, size: int, ks: Sequence[i
     fig.suptitle(f"Epoch-wise curves, source '{source}'" +
                  (f", seed {seed}" if seed is not None else ", mean over seeds +- 1 s.e."),
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fair(history: pd.DataFrame, fair: pd.DataFrame):
+    """The fair test's curves: test error (left) and train error on the labels trained on
+    (right) per epoch, one line per training-set size (seed mean, band: +-1 s.e.), the
+    held-out peak epoch marked."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    colors = plots.palette(sorted(history["size"].unique()))
+    for size, g in history.groupby("size"):
+        color = colors[size]
+        for ax, col in zip(axes, ["test_err", "train_err"]):
+            stats_ = g.groupby("epoch")[col].agg(["mean", "sem"]).fillna(0)
+            ax.plot(stats_.index, stats_["mean"], color=color, label=f"n = {size}")
+            ax.fill_between(stats_.index, stats_["mean"] - stats_["sem"],
+                            stats_["mean"] + stats_["sem"], color=color, alpha=0.2, lw=0)
+        peak = fair.loc[fair["size"] == size, "epoch_peak"].iloc[0]
+        axes[0].axvline(peak, color=color, ls=":", lw=1)
+    axes[0].set(xlabel="epoch", ylabel="test error")
+    axes[1].set(xlabel="epoch", ylabel="train error (noisy labels)")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
