@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -34,7 +35,8 @@ def get_device(prefer: str | None = None, quiet: bool = False) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     if not (_notified or quiet):
-        print("helpers: running on the CPU (no GPU found); the embedded default profile is sized for it.")
+        print("helpers: running on the CPU (no GPU found); the embedded default profile is "
+              "sized for it.", file=sys.stderr)
         _notified = True
     return torch.device("cpu")
 

@@ -6,6 +6,7 @@ Chapter 2 ranks the zoo, Chapters 1, 3 and 4 start from its members.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pandas as pd
@@ -152,7 +153,8 @@ def pretrain_many(members, scale: str = "default", workers: int = 1) -> None:
             and not all(f.exists() for f in _files(m, spec(m, scale)))]
     if not todo:
         return
-    print(f"zoo: pre-training {', '.join(todo)} ({scale} scale, once)", flush=True)
+    print(f"zoo: pre-training {', '.join(todo)} ({scale} scale, once)", file=sys.stderr,
+          flush=True)
     work = {m: spec(m, scale)["images"] * spec(m, scale)["epochs"] for m in todo}
     jobs = [(m, scale) for m in sorted(todo, key=lambda m: -work[m])]
     jobs_run(_pretrain_report, jobs, workers, label="zoo pre-training")

@@ -23,6 +23,7 @@ import contextlib
 import copy
 import math
 import string
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -405,7 +406,7 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
     todo = [j for j in jobs if not j[4].exists()]
     if todo and progress:
         print(f"double_descent: {len(todo)} of {len(jobs)} runs to train "
-              f"({len(jobs) - len(todo)} cached)", flush=True)
+              f"({len(jobs) - len(todo)} cached)", file=sys.stderr, flush=True)
     tic = time.perf_counter()
     todo = sorted(todo, key=lambda j: -(j[0].size * (6 - min(j[0].k, 5))))  # longest first
     with one_thread() if not torch.cuda.is_available() else contextlib.nullcontext():
@@ -413,7 +414,8 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
                         for r, m, noisy, clean, f in todo], workers,
                  label="double descent" if progress else None)
     if todo and progress:
-        print(f"double_descent: trained in {time.perf_counter() - tic:.0f} s", flush=True)
+        print(f"double_descent: trained in {time.perf_counter() - tic:.0f} s", file=sys.stderr,
+              flush=True)
     frames = []
     for (r, m, noisy, clean, f), info in zip(jobs, meta):
         h = transfer_run(m, r.k, noisy, test, clean.labels, cache_file=f, **cfg)
