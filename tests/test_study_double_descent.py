@@ -407,6 +407,7 @@ def test_record_freezing_reads_the_largest_set_and_falls_back_where_nothing_was_
 def test_record_sources_names_the_better_source_and_falls_back_with_one_source(capsys):
     import matplotlib.pyplot as plt
 
+    plt.close("all")
     _, finals = _grid({100: [0.5] * 6}, {100: [0.10, 0.25, 0.12, 0.05, 0.30]},
                       far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
     size, gap = dd.near_far(finals, ["s", "far"], [50, 100])
@@ -528,6 +529,8 @@ def test_size_effect_compares_the_second_descents_of_two_sizes():
 
 
 def test_record_fair_quotes_the_largest_set_and_the_table_is_in_points():
+    import matplotlib.pyplot as plt
+
     history = pd.concat([_runs(FAIR_DOWN_UP_DOWN, size=400), _runs(FAIR_OVERFIT, size=100)])
     history = history.assign(arch="resnet10t", resolution=16)
     fair = dd.second_descent(history, window=3)
@@ -541,3 +544,15 @@ def test_record_fair_quotes_the_largest_set_and_the_table_is_in_points():
     assert table.loc[100, "descent_low"] < 0 < table.loc[100, "descent_high"]
     fig = dd.plot_fair(history, fair)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4  # 2 sizes + 2 peak markers
+    assert rec["dd_fair_n_runs"] == 6
+    plt.close(fig)
+
+
+def test_source_gap_without_a_common_setting_is_empty_and_said_so():
+    _, finals = _grid({100: [0.5] * 6}, {100: [0.10, 0.25, 0.12, 0.05, 0.30]},
+                      far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
+    finals.loc[finals.source == "far", "noise"] = 0.4
+    gap = dd.source_gap(finals, "s", "far", 100)
+    assert gap.empty and gap.columns[:2].tolist() == ["s", "far"]
+    assert dd.ours_sources(gap) == "no (noise, k) run from both sources"
+    assert dd.record_sources(finals, gap, 100, 0.2)["dd_far_better"] == "none"

@@ -640,6 +640,7 @@ def source_gap(finals: pd.DataFrame, near: str, far: str, size: int,
     ``better``: the source whose error is lower with the interval excluding 0 ("" if neither).
     """
     f = finals[finals["size"] == size]
+    columns = ["noise", "k", near, far, "far - near", "low", "high", "better"]
     rows = []
     for noise, g in f.groupby("noise"):
         ks = sorted(set(g.k[g.source == near]) & set(g.k[g.source == far]))
@@ -651,7 +652,7 @@ def source_gap(finals: pd.DataFrame, near: str, far: str, size: int,
             rows.append({"noise": noise, "k": k, near: b.mean(), far: a.mean(),
                          "far - near": e["effect"], "low": e["low"], "high": e["high"],
                          "better": "far" if e["high"] < 0 else "near" if e["low"] > 0 else ""})
-    return pd.DataFrame(rows).set_index(["noise", "k"])
+    return pd.DataFrame(rows, columns=columns).set_index(["noise", "k"])
 
 
 def _verdict(ok: bool, partly: bool = False) -> str:
@@ -735,6 +736,8 @@ def ours_size(effect: dict | None, small: int, big: int) -> str:
 def ours_sources(gap: pd.DataFrame) -> str:
     """:func:`source_gap` in words: where the far source is better, or its closest call."""
     far = gap[gap.better == "far"]
+    if gap.empty:
+        return "no (noise, k) run from both sources"
     if len(far):
         return "far source better at " + "; ".join(f"noise {100 * nz:.0f} %, k={k}"
                                                    for nz, k in far.index)
@@ -898,6 +901,7 @@ def record_fair(fair: pd.DataFrame, history: pd.DataFrame, window: int) -> dict:
             "dd_fair_res": int(history.resolution.iloc[0]),
             "dd_fair_sizes": " and ".join(str(n) for n in sorted(fair["size"])),
             "dd_fair_epochs": int(big.epochs), "dd_fair_seeds": int(big.seeds),
+            "dd_fair_n_runs": int(fair.seeds.sum()),
             "dd_fair_fit": "never" if np.isnan(big.epoch_fit) else int(big.epoch_fit),
             "dd_fair_peak": int(big.epoch_peak),
             "dd_fair_rise": _points(big.rise, big.rise_low, big.rise_high),
