@@ -8,10 +8,12 @@ and exit status 2. A chapter that fails ends it with exit status 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -170,7 +172,8 @@ def run_chapters(
             )
             continue
         seconds = time.perf_counter() - start
-        record_run(target, profile, seconds)
+        record_run(target, profile, seconds, overrides={k: v for k, v in overrides.items()
+                                                         if k in chapters.get(cid).schema})
         print(f"done {cid} in {seconds:.1f} s")
     return 1 if failed else 0
 
@@ -193,8 +196,10 @@ def _mirror_output_widgets_one_way() -> None:
     nbclient.client.OutputWidget = OneWayOutputWidget
 
 
-def record_run(notebook: Path, profile: str, seconds: float) -> None:
-    """Note the profile, device and wall time in the executed notebook (the course page's table)."""
+def record_run(notebook: Path, profile: str, seconds: float,
+               overrides: Mapping[str, Any] | None = None) -> None:
+    """Note the profile, device and wall time in the executed notebook (the course page's table)
+    and fold its plumbing away (:func:`fold_plumbing`)."""
     import nbformat
 
     from .book import glued
@@ -203,7 +208,39 @@ def record_run(notebook: Path, profile: str, seconds: float) -> None:
     nb = nbformat.read(notebook, as_version=4)
     nb.metadata["helpers"] = {"profile": profile, "seconds": round(seconds, 1), "device": device,
                               "date": time.strftime("%Y-%m-%d")}
+    fold_plumbing(nb, notebook.stem, overrides or {})
     nbformat.write(nb, notebook)
+
+
+def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any]) -> None:
+    """Hide the code cells right after the opening text (parameters, papermill's injected
+    copy, setup, imports) behind the page's "show code" toggle, and put a short "rerun this
+    chapter" box after the opening text: the command, the run's profile, device and time, and
+    the executed notebook to download."""
+    import nbformat
+
+    first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
+    if first is None:
+        return
+    for cell in nb.cells[first + 1:]:
+        if cell.cell_type != "code":
+            break
+        tags = cell.metadata.setdefault("tags", [])
+        if not {"remove-cell", "hide-cell"} & set(tags):
+            tags.append("hide-cell")
+    meta = nb.metadata["helpers"]
+    command = " ".join(["python -m helpers run", chapter_id, "--profile", meta["profile"]]
+                       + [f"-p {shlex.quote(f'{k}={json.dumps(v)}')}"
+                          for k, v in overrides.items()])
+    box = (f"```{{admonition}} Rerun this chapter\n:class: note\n"
+           f"`{command}` made this page (profile *{meta['profile']}*, {meta['device']}, "
+           f"{meta['seconds'] / 60:.1f} min, {meta['date']}). Change a parameter with "
+           f"`-p NAME=VALUE`; `python -m helpers list {chapter_id}` lists them and their allowed "
+           f"values; `make lab` opens the chapter in JupyterLab. The executed notebook: "
+           f"{{download}}`{chapter_id}.ipynb <{chapter_id}.ipynb>`.\n```")
+    cell = nbformat.v4.new_markdown_cell(box)
+    cell.metadata["tags"] = ["rerun-box"]
+    nb.cells.insert(first + 1, cell)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

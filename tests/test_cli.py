@@ -385,3 +385,28 @@ def test_glue_record_glues_every_value_and_closes_the_figures(monkeypatch) -> No
     chapters.glue_record({"n": 3, "text": "a", "fig": fig})
     assert glued == [("n", 3, False, False), ("text", "a", False, False), ("fig", fig, False, True)]
     assert not plt.fignum_exists(fig.number)  # glued while open, then closed
+
+
+def test_fold_plumbing_hides_the_opening_code_and_adds_a_rerun_box() -> None:
+    import nbformat
+
+    from helpers.cli import fold_plumbing
+
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# Title"), v4.new_code_cell("x = 1"), v4.new_code_cell("x = 2"),
+        v4.new_code_cell("import y"), v4.new_markdown_cell("## Story"), v4.new_code_cell("plot()"),
+    ])
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.cells[3].metadata["tags"] = ["remove-cell"]
+    nb.metadata["helpers"] = {"profile": "default", "seconds": 90.0, "device": "CPU (2 cores)",
+                              "date": "2026-12-02"}
+    fold_plumbing(nb, "tunnel", {"noises": [0.0, 0.4]})
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert tags[2:5] == [["parameters", "hide-cell"], ["hide-cell"], ["remove-cell"]]
+    assert tags[5:] == [[], []]  # the story and its code stay in view
+    box = nb.cells[1].source
+    assert tags[1] == ["rerun-box"] and box.startswith("```{admonition} Rerun this chapter")
+    assert "`python -m helpers run tunnel --profile default -p 'noises=[0.0, 0.4]'`" in box
+    assert "CPU (2 cores), 1.5 min, 2026-12-02" in box
+    assert "{download}`tunnel.ipynb <tunnel.ipynb>`" in box
