@@ -22,24 +22,9 @@ from numpy.lib import format
 from . import cache
 from .data import ImageSet
 from .device import autocast, get_device
-from .models import input_spec, layer_names
+from .models import input_spec, layer_names, preprocess
 
 POOLINGS = ("auto", "cls", "mean", "pool2x2")
-
-
-def preprocess(images: torch.Tensor, spec: dict) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalized float at the model's size and channel count."""
-    x = images.float() / 255
-    if x.shape[1] == 1 and spec["channels"] == 3:
-        x = x.expand(-1, 3, -1, -1)
-    if x.shape[1] != spec["channels"]:
-        raise ValueError(f"images have {x.shape[1]} channels, the model expects {spec['channels']}")
-    if x.shape[-1] != spec["size"] or x.shape[-2] != spec["size"]:
-        x = F.interpolate(x, size=(spec["size"], spec["size"]), mode="bilinear", antialias=True,
-                          align_corners=False)
-    mean = torch.tensor(spec["mean"], device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec["std"], device=x.device).view(1, -1, 1, 1)
-    return (x - mean) / std
 
 
 def describe_transform(spec: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SMALL_CNN = "smallcnn"
@@ -145,6 +146,21 @@ def input_spec(model: nn.Module) -> dict:
     return {"size": int(size), "channels": int(channels),
             "mean": tuple(cfg.get("mean", (0.5,) * channels)),
             "std": tuple(cfg.get("std", (0.5,) * channels))}
+
+
+def preprocess(images: torch.Tensor, spec: dict) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalized float at the model's size and channel count."""
+    x = images.float() / 255
+    if x.shape[1] == 1 and spec["channels"] == 3:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[1] != spec["channels"]:
+        raise ValueError(f"images have {x.shape[1]} channels, the model expects {spec['channels']}")
+    if x.shape[-1] != spec["size"] or x.shape[-2] != spec["size"]:
+        x = F.interpolate(x, size=(spec["size"], spec["size"]), mode="bilinear", antialias=True,
+                          align_corners=False)
+    mean = torch.tensor(spec["mean"], device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec["std"], device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
 
 
 def layer_names(model: nn.Module) -> list[str]:

@@ -16,8 +16,7 @@ from torch import nn
 from . import cache
 from .data import ImageSet
 from .device import amp_dtype, autocast, get_device
-from .features import preprocess
-from .models import input_spec
+from .models import input_spec, preprocess
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")

@@ -73,3 +73,35 @@ print('torch' in sys.modules)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["False"]
+
+
+def _helpers_imports(path: Path) -> set[str]:
+    """The ``helpers`` modules a file imports (relative imports resolved), anywhere in it."""
+    import ast
+
+    package = ["helpers", *path.relative_to(ROOT / "helpers").parent.parts]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            name = ".".join(base + ([node.module] if node.module else []))
+            found |= {name} | {f"{name}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {n for n in found if n.startswith("helpers")}
+
+
+def test_no_import_runs_against_the_flow():
+    """Data -> models -> forward pass / training -> metrics -> studies -> front end: the
+    metrics import no model, data, training, cache or forward-pass code, training does not
+    reach into feature extraction, and no study imports the front end."""
+    low = ("helpers.models", "helpers.data", "helpers.train", "helpers.cache",
+           "helpers.features", "helpers.zoo")
+    for path in (ROOT / "helpers" / "metrics").glob("*.py"):
+        assert not {n for n in _helpers_imports(path) if n.startswith(low)}, path.name
+    assert not {n for n in _helpers_imports(ROOT / "helpers" / "train.py")
+                if n.startswith("helpers.features")}
+    for path in (ROOT / "helpers" / "studies").glob("*.py"):
+        bad = {n for n in _helpers_imports(path) if n.startswith(("helpers.chapters",
+                                                                  "helpers.cli"))}
+        assert not bad, (path.name, bad)

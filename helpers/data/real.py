@@ -65,7 +65,8 @@ def require(names, root=None, download: bool = False) -> None:
             open_torchvision(name, root, download)
 
 
-def _to_uint8(img, resolution: int) -> np.ndarray:
+def pil_to_uint8(img, resolution: int) -> np.ndarray:
+    """A PIL image as a uint8 (3, resolution, resolution) array (RGB, resized)."""
     img = img.convert("RGB").resize((resolution, resolution))
     return np.asarray(img).transpose(2, 0, 1)
 
@@ -89,7 +90,7 @@ def torchvision_set(name: str, root, train: bool = True, resolution: int | None 
         images = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
     else:
         res = resolution or 32
-        images = torch.from_numpy(np.stack([_to_uint8(ds[i][0], res) for i in range(len(ds))]))
+        images = torch.from_numpy(np.stack([pil_to_uint8(ds[i][0], res) for i in range(len(ds))]))
     return ImageSet(images, torch.as_tensor(np.asarray(ds.targets)), classes, name.lower())
 
 
@@ -107,6 +108,6 @@ def image_folder(path, resolution: int = 224) -> ImageSet:
     if (counts == 0).any():
         empty = [c for c, n in zip(ds.classes, counts) if n == 0]
         raise ValueError(f"dataset path {path}: empty classes {empty}")
-    images = np.stack([_to_uint8(ds.loader(p), resolution) for p, _ in ds.samples])
+    images = np.stack([pil_to_uint8(ds.loader(p), resolution) for p, _ in ds.samples])
     return ImageSet(torch.from_numpy(images), torch.as_tensor(ds.targets), list(ds.classes),
                     path.name)

@@ -13,6 +13,12 @@ from ._validate import ArrayLike, as_curve, check_same_length
 _BINS = ((95.0, "negligible"), (90.0, "weak"), (80.0, "medium"), (0.0, "strong"))
 
 
+def strength(retained: float) -> str:
+    """The tunnel-strength bin of a % retained: negligible [95, 100], weak [90, 95),
+    medium [80, 90), strong below 80 (and for nan)."""
+    return next((name for low, name in _BINS if retained >= low), "strong")
+
+
 def ood_retained(id_acc: ArrayLike, ood_acc: ArrayLike) -> dict[str, float | int | str]:
     """% OOD performance retained at the penultimate layer (the last entry of each curve).
 
@@ -28,8 +34,8 @@ def ood_retained(id_acc: ArrayLike, ood_acc: ArrayLike) -> dict[str, float | int
     best = int(np.argmax(ood))
     tunnel = best < last and ood[best] > ood[last]
     retained = 100.0 * ood[last] / ood[best] if tunnel else 100.0
-    strength = next(name for low, name in _BINS if retained >= low)
-    return {"retained": float(retained), "pivot": best if tunnel else last, "strength": strength}
+    return {"retained": float(retained), "pivot": best if tunnel else last,
+            "strength": strength(retained)}
 
 
 def id_ood_pearson(id_acc: ArrayLike, ood_acc: ArrayLike) -> float:

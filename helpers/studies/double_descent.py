@@ -38,7 +38,6 @@ from torch import nn
 from .. import cache, data, models, plots, train, zoo
 from ..data import ImageSet
 from ..device import one_thread
-from ..features import preprocess
 from ..jobs import run as jobs_run
 from ..metrics.intervals import detectable_effect, mean_interval, welch_effect
 
@@ -210,7 +209,7 @@ def _prefix(model: models.SmallCNN, k: int, images: torch.Tensor, batch_size: in
     spec = models.input_spec(model)
     out = []
     for s in range(0, len(images), batch_size):
-        x = preprocess(images[s:s + batch_size], spec)
+        x = models.preprocess(images[s:s + batch_size], spec)
         out.append(model.blocks[:k](x))
     return torch.cat(out)
 
@@ -257,7 +256,7 @@ def _predict(model: nn.Module, images: ImageSet, batch_size: int = 512) -> torch
     spec = models.input_spec(model)
     out = []
     for s in range(0, len(images), batch_size):
-        x = preprocess(images.images[s:s + batch_size].to(device), spec)
+        x = models.preprocess(images.images[s:s + batch_size].to(device), spec)
         with autocast(device):
             out.append(model(x).float().argmax(1).cpu())
     return torch.cat(out)

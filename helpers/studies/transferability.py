@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import cache, data, features, zoo
-from ..chapters import ROOT
-from ..data.real import _to_uint8
+from .. import cache, data, features, models, zoo
+from ..data.real import pil_to_uint8
 from ..device import get_device, one_thread
 from ..jobs import run as jobs_run
 from ..metrics import face_zoo, leep, nce, ncti_zoo, weighted_tau
@@ -38,7 +37,7 @@ from ..models import input_spec, layer_names
 from ..train import evaluate, fit
 
 CACHE = "transferability"
-BOOK_DATA = ROOT / "book" / "data"
+BOOK_DATA = Path(__file__).resolve().parents[2] / "book" / "data"  # the published tables
 
 # ---------------------------------------------------------------------------------------------
 # Targets
@@ -224,7 +223,7 @@ def torchvision_target(name: str, per_class: int, resolution: int = 224, seed: i
     rng = np.random.default_rng(seed)
     keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
                                    for c in np.unique(labels)]))
-    images = np.stack([_to_uint8(ds[int(i)][0], resolution) for i in keep])
+    images = np.stack([pil_to_uint8(ds[int(i)][0], resolution) for i in keep])
     classes = [str(c) for c in (getattr(ds, "classes", None) or getattr(ds, "categories", None)
                                 or range(int(labels.max()) + 1))]
     out = data.ImageSet(torch.from_numpy(images), torch.from_numpy(labels[keep]), classes, name)
@@ -482,7 +481,7 @@ def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
     feats, logits = [], []
     with torch.inference_mode():
         for start in range(0, len(d), batch_size):
-            x = features.preprocess(d.images[start:start + batch_size].to(device), spec)
+            x = models.preprocess(d.images[start:start + batch_size].to(device), spec)
             h = _backbone(model, x)
             feats.append(model.forward_head(h, pre_logits=True).float().cpu().numpy())
             logits.append(model.forward_head(h).float().cpu().numpy())

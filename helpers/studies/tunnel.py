@@ -33,6 +33,7 @@ from ..data import ImageSet
 from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
 from ..metrics.intervals import paired_effect, percentile_interval
+from ..metrics.ood import strength
 
 #: The variables of the study, in the chapter's order.
 VARIABLES = ("resolution", "augmentation", "classes", "depth", "architecture")
@@ -572,13 +573,6 @@ def bootstrap(curves: pd.DataFrame, n_boot: int = 1000, random_state: int = 0) -
                         for v in values.T]
             rows.append((b, member, *mean))
     return pd.DataFrame(rows, columns=["draw", "member", "retained", "pearson", "alignment"])
-
-
-def strength(retained: float) -> str:
-    """The tunnel-strength bin of a % retained (methods page, section 3: book/methods.md):
-    negligible [95, 100], weak [90, 95), medium [80, 90), strong [0, 80)."""
-    return ("negligible" if retained >= 95 else "weak" if retained >= 90
-            else "medium" if retained >= 80 else "strong")
 
 
 def variable_table(plan: pd.DataFrame, summary: pd.DataFrame, infos: pd.DataFrame,
