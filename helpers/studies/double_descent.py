@@ -734,9 +734,9 @@ def ours_size(effect: dict | None, small: int, big: int) -> str:
 
 def ours_sources(gap: pd.DataFrame) -> str:
     """:func:`source_gap` in words: where the far source is better, or its closest call."""
-    far = gap[gap.better == "far"]
     if gap.empty:
         return "no (noise, k) run from both sources"
+    far = gap[gap.better == "far"]
     if len(far):
         return "far source better at " + "; ".join(f"noise {100 * nz:.0f} %, k={k}"
                                                    for nz, k in far.index)
