@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= default
 
-.PHONY: book test bench lab clean
+.PHONY: book test bench profile lab clean
 
 .venv/ok: requirements.txt pyproject.toml
 	python3 -m venv .venv
@@ -22,6 +22,10 @@ test: .venv/ok  ## the whole test suite (smoke profile for the notebooks)
 bench: .venv/ok  ## benchmarks: ratios against the straightforward way and the peers -> bench/results.json
 	$(PY) -m pip install -q torchlens==2.36.1 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) bench/run.py
+
+profile: .venv/ok  ## where the CPU time of a cold `make book` goes, per stage (py-spy, every process)
+	$(PY) -m pip install -q py-spy==0.4.0 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) bench/profile_book.py record _build/book-profile.txt --profile $(PROFILE)
 
 lab: .venv/ok  ## open the chapters in JupyterLab
 	$(PY) -m jupyter lab notebooks/

@@ -34,7 +34,7 @@ def _images(n: int, size: int) -> data.ImageSet:
 @torch.inference_mode()
 def _plain(model, s: data.ImageSet, spec: dict, batch: int, device) -> None:
     for i in range(0, len(s), batch):
-        x = features.preprocess(s.images[i:i + batch].to(device), spec)
+        x = models.preprocess(s.images[i:i + batch].to(device), spec)
         with autocast(device):
             model(x)
 
@@ -52,7 +52,7 @@ def _fx_extractor(model, names: list[str]):
 def _fx(extractor, s: data.ImageSet, spec: dict, how: str, batch: int, device) -> dict:
     out: dict[str, list] = {}
     for i in range(0, len(s), batch):
-        x = features.preprocess(s.images[i:i + batch].to(device), spec)
+        x = models.preprocess(s.images[i:i + batch].to(device), spec)
         with autocast(device):
             for name, o in extractor(x).items():  # a ViT block gives (N, tokens, D)
                 pooled = o[:, 0] if how == "cls" else features.pool(o, how)
@@ -65,7 +65,7 @@ def _torchlens(model, s: data.ImageSet, spec: dict, batch: int, device) -> None:
     import torchlens
 
     for i in range(0, len(s), batch):
-        torchlens.trace(model, features.preprocess(s.images[i:i + batch].to(device), spec))
+        torchlens.trace(model, models.preprocess(s.images[i:i + batch].to(device), spec))
 
 
 def bench_peers(device, repeats: int, n: int = 1024, batch: int = 256) -> list[dict]:

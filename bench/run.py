@@ -140,11 +140,11 @@ def bench_rerun() -> dict:
     process with only the analysis changed (bench/RESULTS.md has whole-chapter reruns)."""
     code = """
 import sys, time
-from helpers import data, features, zoo
+from helpers import data, measure, zoo
 tic = time.perf_counter()
 model, _ = zoo.pretrain("resnet10t", scale="default", progress=False)
 styles = data.glyphs(fonts=["cmr10", "cmtt10", "DejaVuSans", "STIXGeneral"], per_pair=3, label="font")
-features.layer_table(model, styles, metrics=sys.argv[1].split(","), k=int(sys.argv[2]))
+measure.layer_table(model, styles, metrics=sys.argv[1].split(","), k=int(sys.argv[2]))
 print(time.perf_counter() - tic)
 """
     with tempfile.TemporaryDirectory(prefix="bench-rerun-") as cache:

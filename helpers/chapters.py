@@ -13,7 +13,6 @@ whose cell after ``parameters`` is ``P = helpers.chapters.setup("<id>", globals(
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import math
 import os
@@ -26,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .names import DOMAINS, METRICS, ZOO, torchvision_datasets
+from .names import DOMAINS, METRICS, ZOO, did_you_mean, torchvision_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -35,6 +34,8 @@ PROFILES = ("smoke", "default", "full")
 EXTRA_CHAPTERS_ENV = "HELPERS_EXTRA_CHAPTERS"
 PROFILE_ENV = "HELPERS_PROFILE"
 DEVICE_GLUE = "helpers_device"
+#: helpers.plots.BOOK_STYLE, the figures' style, known here without importing matplotlib.
+BOOK_STYLE = Path(__file__).with_name("book.mplstyle")
 
 # jsonschema imports rfc3987_syntax, when installed, only to check "iri" string formats, and that
 # package compiles 38 grammars on import (1.5-2 s). papermill and myst-nb's glue reach jsonschema
@@ -164,19 +165,13 @@ def available() -> list[Chapter]:
     return [c for c in chapters().values() if c.available]
 
 
-def _suggest(word: str, options: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def get(chapter_id: str) -> Chapter:
     """The chapter ``chapter_id``; fails when it is unknown or has no notebook yet."""
     known = chapters()
     if chapter_id not in known:
         offer = ", ".join(c.id for c in available()) or "none yet"
         raise ParameterError(
-            f"unknown chapter '{chapter_id}'{_suggest(chapter_id, known)}; available: {offer}"
+            f"unknown chapter '{chapter_id}'{did_you_mean(chapter_id, known)}; available: {offer}"
         )
     chapter = known[chapter_id]
     if not chapter.available:
@@ -190,7 +185,7 @@ def check_profile(name: str) -> str:
     """``name`` if it is a profile; otherwise a :class:`ParameterError`."""
     if name not in PROFILES:
         raise ParameterError(
-            f"unknown profile '{name}'{_suggest(name, PROFILES)}; choose from {', '.join(PROFILES)}"
+            f"unknown profile '{name}'{did_you_mean(name, PROFILES)}; choose from {', '.join(PROFILES)}"
         )
     return name
 
@@ -308,7 +303,7 @@ def _check_scalar(base: str, spec: Mapping[str, Any], value: Any) -> tuple[Any, 
     if "choices" in spec:
         if value in spec["choices"]:
             return value, ""
-        return _BAD, _suggest(value, spec["choices"])
+        return _BAD, did_you_mean(value, spec["choices"])
     kinds = [k for k in base.split("|") if k in ("model", "dataset", "metric")]
     if kinds:
         also = list(spec.get("also", []))
@@ -320,7 +315,7 @@ def _check_scalar(base: str, spec: Mapping[str, Any], value: Any) -> tuple[Any, 
             if known:
                 return value, ""
             names = names + more
-        return _BAD, _suggest(value, names)
+        return _BAD, did_you_mean(value, names)
     return value, ""
 
 
@@ -337,7 +332,7 @@ def check(chapter_id: str, name: str, value: Any) -> Any:
     schema = chapters()[chapter_id].schema
     if name not in schema:
         raise ParameterError(
-            f"unknown parameter '{name}' for chapter '{chapter_id}'{_suggest(name, schema)}"
+            f"unknown parameter '{name}' for chapter '{chapter_id}'{did_you_mean(name, schema)}"
         )
     spec = schema[name]
     if value is None and spec.get("nullable"):
@@ -365,7 +360,8 @@ def setup(chapter_id: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
 
     The cell after ``parameters`` in every chapter is
     ``P = helpers.chapters.setup("<id>", globals())``. If the schema has ``seed``,
-    :func:`helpers.device.seed_everything` is called with it.
+    :func:`helpers.device.seed_everything` is called with it. The chapter's figures get the
+    book's style (:func:`_use_book_style`).
     """
     schema = chapters()[chapter_id].schema
     missing = [name for name in schema if name not in namespace]
@@ -381,7 +377,20 @@ def setup(chapter_id: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
         if device is not None and hasattr(device, "seed_everything"):
             device.seed_everything(params["seed"])
     _glue_device()
+    _use_book_style()
     return params
+
+
+def _use_book_style() -> None:
+    """Draw every figure from here on in the book's style: now if matplotlib is loaded, else
+    when the chapter first imports it (matplotlib reads ``$MATPLOTLIBRC``), so that a chapter
+    without figures never loads it."""
+    if "matplotlib" in sys.modules:
+        from .plots import use_book_style
+
+        use_book_style()
+    else:
+        os.environ["MATPLOTLIBRC"] = str(BOOK_STYLE)
 
 
 def _require_data(chapter_id: str, schema: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -431,6 +440,18 @@ def glue_record(record: Mapping[str, Any]) -> None:
             plt.close(value)
 
 
+def glue_figures(figures: Mapping[str, tuple[Any, str]]) -> None:
+    """Glue each ``name: (figure, caption)`` and show them as numbered figures with their
+    captions, for figures whose number only the run knows (one per variable or data set): a
+    ``{glue:figure}`` directive each, in a Markdown output that the cell's metadata
+    ``"mystnb": {"markdown_format": "myst"}`` makes the book render as MyST."""
+    from IPython.display import Markdown, display
+
+    glue_record({name: figure for name, (figure, _) in figures.items()})
+    display(Markdown("\n\n".join(f"```{{glue:figure}} {name}\n:name: {name}\n{caption}\n```"
+                                  for name, (_, caption) in figures.items())))
+
+
 def resolve(
     chapter_ids: Iterable[str], profile: str, overrides: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
@@ -446,7 +467,7 @@ def resolve(
             owners = ", ".join(f"'{c.id}'" for c in selected)
             noun = "chapter" if len(selected) == 1 else "chapters"
             raise ParameterError(
-                f"unknown parameter '{name}' for {noun} {owners}{_suggest(name, declared)}"
+                f"unknown parameter '{name}' for {noun} {owners}{did_you_mean(name, declared)}"
             )
     resolved = {}
     for chapter in selected:

@@ -22,7 +22,7 @@ from numpy.lib import format
 from . import cache
 from .data import ImageSet
 from .device import autocast, get_device
-from .models import input_spec, layer_names, preprocess
+from .models import input_spec, is_token_model, layer_names, predict_batches
 
 POOLINGS = ("auto", "cls", "mean", "pool2x2")
 
@@ -33,7 +33,7 @@ def describe_transform(spec: dict) -> str:
 
 
 def _has_prefix(model) -> bool:
-    return getattr(model, "num_prefix_tokens", 0) > 0 and hasattr(model, "forward_intermediates")
+    return is_token_model(model) and model.num_prefix_tokens > 0
 
 
 def resolve_pooling(model, pooling: str) -> str:
@@ -185,10 +185,6 @@ class _Writer:
 def _compute(model, data, indices, names, how, spec, batch_size, device, norm, progress, partial):
     from tqdm.auto import tqdm
 
-    was_training = model.training
-    model.eval().to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
     n = len(data)
     done, outputs = 0, None
     if partial is not None and (partial / "done.json").exists():
@@ -199,52 +195,32 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
         shutil.rmtree(partial)
     bar = tqdm(total=n, initial=done, desc="features", unit="img", disable=not progress,
                leave=False)
-    with torch.inference_mode():
-        for start in range(done, n, batch_size):
-            batch = data.images[start:start + batch_size]
-            if device.type == "cuda":
-                batch = batch.pin_memory()
-            x = preprocess(batch.to(device, non_blocking=True), spec)
-            with autocast(device):
-                logits, outs = forward_layers(model, x, indices, norm)
-            vecs = [pool(o, how).float().cpu().numpy() for o in outs] + [logits.float().cpu().numpy()]
-            dims = [v.shape[1] for v in vecs]
-            if outputs is None:
-                if partial is None:
-                    outputs = [np.empty((n, d), np.float32) for d in dims]
-                else:
-                    partial.mkdir(parents=True, exist_ok=True)
-                    outputs = [_Writer(partial / f"{i}.npy", (n, d)) for i, d in enumerate(dims)]
-            for out, v in zip(outputs, vecs):
-                if partial is None:
-                    out[start:start + len(v)] = v
-                else:
-                    out.write(v)
-            if partial is not None:
-                for out in outputs:
-                    out.f.flush()
-                cache.write_json(partial / "done.json", {"rows": start + len(batch), "dims": dims})
-            bar.update(len(batch))
+    batches = predict_batches(model, data.images[done:],
+                              lambda m, x: forward_layers(m, x, indices, norm),
+                              batch_size, device, spec)
+    for offset, (logits, outs) in batches:
+        start = done + offset
+        vecs = [pool(o, how).float().cpu().numpy() for o in outs] + [logits.float().cpu().numpy()]
+        dims = [v.shape[1] for v in vecs]
+        if outputs is None:
+            if partial is None:
+                outputs = [np.empty((n, d), np.float32) for d in dims]
+            else:
+                partial.mkdir(parents=True, exist_ok=True)
+                outputs = [_Writer(partial / f"{i}.npy", (n, d)) for i, d in enumerate(dims)]
+        for out, v in zip(outputs, vecs):
+            if partial is None:
+                out[start:start + len(v)] = v
+            else:
+                out.write(v)
+        if partial is not None:
+            for out in outputs:
+                out.f.flush()
+            cache.write_json(partial / "done.json", {"rows": start + len(logits), "dims": dims})
+        bar.update(len(logits))
     bar.close()
-    model.train(was_training)
     if partial is None:
         return dict(zip(names + ["logits"], outputs))
     for out in outputs:
         out.close()
     return None
-
-
-def layer_table(model, data: ImageSet, metrics=("nmi", "knn"), name: str = "model",
-                pooling: str = "auto", progress: bool = False, **metric_options):
-    """Extract every layer of ``model`` on ``data`` and measure it: a tidy table with columns
-    model, layer, layer_index, depth (0 = first layer, 1 = last), metric, value (Chapters 1-3)."""
-    from .metrics import layerwise
-
-    feats = extract(model, data, pooling=pooling, progress=progress)
-    layers = {k: v for k, v in feats.items() if k != "logits"}
-    table = layerwise(layers, data.labels.numpy(), metrics=metrics, **metric_options)
-    order = {layer: i for i, layer in enumerate(layers)}
-    table.insert(0, "model", name)
-    table.insert(2, "layer_index", table["layer"].map(order))
-    table.insert(3, "depth", table["layer_index"] / max(1, len(layers) - 1))
-    return table

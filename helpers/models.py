@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .names import did_you_mean
+
 SMALL_CNN = "smallcnn"
 
 
@@ -79,10 +81,7 @@ def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_siz
         import timm  # here, not at import: it pulls in torchvision and torch._dynamo (~2.5 s)
 
         if not timm.is_model(name):
-            import difflib
-
-            close = difflib.get_close_matches(name, timm.list_models() + [SMALL_CNN], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, timm.list_models() + [SMALL_CNN])
             raise ValueError(f"model: unknown architecture {name!r}{hint}")
         if img_size is not None and _takes_img_size(name):
             kwargs["img_size"] = img_size
@@ -100,7 +99,14 @@ def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_siz
 
 
 def _takes_img_size(name: str) -> bool:
+    """Before the model exists: transformer families whose constructor takes ``img_size``."""
     return any(k in name for k in ("vit", "deit", "swin", "pvt", "cait", "eva", "beit"))
+
+
+def is_token_model(model: nn.Module) -> bool:
+    """A transformer whose layers carry a token sequence (timm's ViT family), not feature maps:
+    the one test that extraction and the chapters use."""
+    return getattr(model, "num_prefix_tokens", None) is not None and hasattr(model, "blocks")
 
 
 def load_weights(model: nn.Module, path) -> nn.Module:
@@ -163,13 +169,46 @@ def preprocess(images: torch.Tensor, spec: dict) -> torch.Tensor:
     return (x - mean) / std
 
 
+def predict_batches(model: nn.Module, images: torch.Tensor, fn=None, batch_size: int = 256,
+                    device=None, spec: dict | None = None):
+    """Yield ``(start, fn(model, x))`` for each batch of uint8 ``images``, ``x`` the batch
+    prepared by :func:`preprocess` (``spec``: the model's :func:`input_spec`); ``fn`` defaults
+    to the logits. The one batched inference loop of the package (extraction, evaluation,
+    pre-logits, double descent): evaluation mode (restored after), no autograd (the caller's code
+    between batches runs without it too), mixed precision and channels-last on a GPU, pinned
+    host memory for the copies."""
+    from .device import autocast, get_device
+
+    device = get_device(device, quiet=True)
+    spec = spec or input_spec(model)
+    was_training = model.training
+    model.eval().to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                batch = images[start:start + batch_size]
+                if device.type == "cuda":
+                    batch = batch.pin_memory()
+                x = preprocess(batch.to(device, non_blocking=True), spec)
+                with autocast(device):
+                    yield start, (fn or _logits)(model, x)
+    finally:
+        model.train(was_training)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x).float()
+
+
 def layer_names(model: nn.Module) -> list[str]:
     """The modules whose outputs count as layers, in forward order (timm's feature_info)."""
     info = getattr(model, "feature_info", None)
     if not info:
         raise ValueError(f"{type(model).__name__} declares no feature_info: no layers to probe")
     names = [f["module"] for f in info]
-    if hasattr(model, "blocks") and getattr(model, "num_prefix_tokens", None) is not None:
+    if is_token_model(model):
         names = [f"blocks.{i}" for i in range(len(model.blocks))]  # ViT: every block
     return names
 

@@ -6,8 +6,10 @@ registry's keys in order; tests/test_setup.py keeps them equal.
 """
 
 import ast
+import difflib
 import functools
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
 ZOO = ("resnet10t", "resnet18", "convnext_atto", "vit_tiny", "resnet10t_noaug",
@@ -15,6 +17,13 @@ ZOO = ("resnet10t", "resnet18", "convnext_atto", "vit_tiny", "resnet10t_noaug",
 METRICS = ("nmi", "knn", "1nn", "probe", "logme", "h_score", "gbc", "face", "nc1",
            "numerical_rank", "rankme", "sfda", "nleep", "parc", "ncti", "knn_acc")
 DOMAINS = ("glyphs", "glyph_styles", "mnist5k", "digits8x8")
+
+
+def did_you_mean(word, options: Iterable) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``word``, or an empty string: the one
+    hint of every message that rejects a name."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @functools.cache

@@ -1,18 +1,70 @@
-"""The book's figures, one function per kind (seaborn on matplotlib)."""
+"""The book's figures, one function per kind (seaborn on matplotlib), in one style: sized for
+the page (:data:`PAGE_WIDTH`, ``book.mplstyle``), colour-blind-safe colours, and the same colour
+for a model in every chapter (:func:`palette`)."""
 
 from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .data import ImageSet
+if TYPE_CHECKING:
+    from .data import ImageSet
 
-sns.set_theme(context="notebook", style="whitegrid")
+#: The book's figure style (a matplotlib style sheet).
+BOOK_STYLE = Path(__file__).with_name("book.mplstyle")
+#: The widest figure (inches) whose fonts read at their size at the width of the page's text.
+PAGE_WIDTH = 7.0
+#: seaborn's colour-blind-safe palette: the colours of every figure.
+COLOURS = sns.color_palette("colorblind")
+#: Each zoo member's colour (an index into :data:`COLOURS`) in every chapter's figures; the
+#: second blue is convnext_atto's, a member only the runs of the whole zoo draw.
+MEMBER_COLOURS = {"resnet10t": 0, "resnet18": 1, "smallcnn": 2, "vit_tiny": 3,
+                  "resnet10t_noaug": 4, "resnet10t_digits": 5, "convnext_atto": 9}
+#: The indices of :data:`COLOURS`, the most visible on white first (pale pink and yellow last).
+_BY_VISIBILITY = (0, 1, 2, 3, 4, 5, 9, 7, 6, 8)
 
 
-def image_grid(data: ImageSet, n: int = 32, per_row: int = 16, title: str | None = None, seed: int = 0):
+def use_book_style() -> None:
+    """Apply the book's figure style (``helpers/book.mplstyle``) to the figures made from now."""
+    plt.style.use(BOOK_STYLE)
+
+
+def fit_width(width: float, height: float) -> tuple[float, float]:
+    """A figure size ``(width, height)`` scaled down to at most :data:`PAGE_WIDTH` wide."""
+    scale = min(1.0, PAGE_WIDTH / width)
+    return width * scale, height * scale
+
+
+def _colour_index(name) -> int:
+    """A zoo member's own colour; any other name's by a hash of it (among the visible ones)."""
+    if name in MEMBER_COLOURS:
+        return MEMBER_COLOURS[name]
+    return _BY_VISIBILITY[zlib.crc32(str(name).encode()) % 8]
+
+
+def palette(names) -> dict:
+    """A colour of :data:`COLOURS` per name, the same for a name in every figure: a zoo
+    member's own, any other name's by a hash of it. A name whose colour another name of
+    ``names`` took gets the most visible free one (names taken in sorted order, so the colours
+    do not depend on the order given); distinct for up to 10 names."""
+    free, chosen = list(_BY_VISIBILITY), {}
+    for name in sorted(dict.fromkeys(names), key=lambda n: (n not in MEMBER_COLOURS, str(n))):
+        index = _colour_index(name)
+        if index not in free and free:
+            index = free[0]
+        if index in free:
+            free.remove(index)
+        chosen[name] = COLOURS[index]
+    return {name: chosen[name] for name in names}
+
+
+def image_grid(data: ImageSet, n: int = 32, per_row: int = 8, title: str | None = None, seed: int = 0):
     """A grid of ``n`` random images with their class names (Chapter 1 shows the domains).
 
     One image of tiles on one axis (one artist, not one axis per image: 10x faster to draw).
@@ -30,7 +82,7 @@ def image_grid(data: ImageSet, n: int = 32, per_row: int = 16, title: str | None
         top, left = (k // per_row) * tile_h + 2 * pad, (k % per_row) * tile_w
         canvas[top:top + h, left:left + w] = images[k]
         ax.text(left + w / 2, top - pad / 2, str(data.classes[data.labels[i]])[:10],
-                ha="center", va="bottom", fontsize=6)
+                ha="center", va="bottom", fontsize=7)
     ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray")
     ax.axis("off")
     if title:
@@ -39,36 +91,31 @@ def image_grid(data: ImageSet, n: int = 32, per_row: int = 16, title: str | None
     return fig
 
 
-def palette(names) -> dict:
-    """A colour per name from the colour-blind-safe palette, in the order given (a name keeps
-    its colour wherever the same list is drawn)."""
-    colours = sns.color_palette("colorblind", max(10, len(names)))
-    return {n: colours[i % len(colours)] for i, n in enumerate(names)}
-
-
 def _order(table: pd.DataFrame, column: str | None, order) -> list:
     return [None] if column is None else list(order or dict.fromkeys(table[column]))
 
 
 def layer_curves(table: pd.DataFrame, y: str = "value", hue: str = "model", col: str = "metric",
-                 row: str | None = None, x: str = "depth", *, hue_order=None, col_order=None,
-                 linestyles: dict | None = None, sharey: bool | str = False,
-                 height: float = 2.6, aspect: float = 1.2, xlabel: str | None = None,
-                 ylabel: str | None = None):
+                 row: str | None = None, x: str = "depth", *, hue_order=None, row_order=None,
+                 col_order=None, linestyles: dict | None = None, colours: dict | None = None,
+                 sharey: bool | str = False, height: float = 2.6, aspect: float = 1.2,
+                 xlabel: str | None = None, ylabel: str | None = None):
     """Per-layer curves: one panel per ``row`` x ``col``, one line per ``hue`` (the mean over
     repeated rows, e.g. trials, with a band of +- one standard deviation).
 
     ``x="depth"`` puts layers of models of different depth on one 0..1 axis. ``linestyles`` maps
-    hue values to matplotlib line styles; ``sharey``: False, True or "row". Drawn with matplotlib
-    directly: seaborn's relplot lays the figure out four times, this once (3x faster).
+    hue values to matplotlib line styles, ``colours`` to colours (default: :func:`palette`, a
+    model keeps its colour); ``sharey``: False, True, "row" or "col". Panels scaled to the page
+    (:func:`fit_width`), the legend below them. Drawn with matplotlib directly: seaborn's
+    relplot lays the figure out four times, this once (3x faster).
     """
-    rows, cols = _order(table, row, None), _order(table, col, col_order)
+    rows, cols = _order(table, row, row_order), _order(table, col, col_order)
     hues = _order(table, hue, hue_order)
     keys = [k for k in (row, col, hue) if k is not None]
     stats = table.groupby([*keys, x], sort=False)[y].agg(["mean", "std"]).reset_index()
-    colours = dict(zip(hues, sns.color_palette(n_colors=max(len(hues), 10))))
+    colours = colours or palette(hues)
     fig, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharex=True, sharey=sharey,
-                             figsize=(aspect * height * len(cols), height * len(rows)))
+                             figsize=fit_width(aspect * height * len(cols), height * len(rows)))
     for (i, r), (j, c) in ((a, b) for a in enumerate(rows) for b in enumerate(cols)):
         ax = axes[i, j]
         mask = pd.Series(True, index=stats.index)
@@ -84,7 +131,7 @@ def layer_curves(table: pd.DataFrame, y: str = "value", hue: str = "model", col:
                     ls=(linestyles or {}).get(h, "-"))
             ax.fill_between(line[x], line["mean"] - line["std"], line["mean"] + line["std"],
                             color=colours[h], alpha=0.2, lw=0)
-        ax.set_title("\n".join(str(t) for t in (r, c) if t is not None), fontsize=9)
+        ax.set_title("\n".join(str(t) for t in (r, c) if t is not None), fontsize=10)
         if i == len(rows) - 1:
             ax.set_xlabel(xlabel or ("relative depth" if x == "depth" else x))
         if j == 0:
@@ -92,9 +139,9 @@ def layer_curves(table: pd.DataFrame, y: str = "value", hue: str = "model", col:
     legend = {}
     for ax in axes.flat:
         legend.update(zip(*reversed(ax.get_legend_handles_labels())))
-    fig.legend(legend.values(), legend.keys(), title=hue, loc="center left", bbox_to_anchor=(1, 0.5),
-               frameon=False, fontsize=9)
     fig.tight_layout()
+    fig.legend(legend.values(), legend.keys(), title=hue, loc="upper center",
+               bbox_to_anchor=(0.5, 0), ncol=min(len(legend), 4), frameon=False)
     return fig
 
 

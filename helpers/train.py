@@ -16,7 +16,7 @@ from torch import nn
 from . import cache
 from .data import ImageSet
 from .device import amp_dtype, autocast, get_device
-from .models import input_spec, preprocess
+from .models import input_spec, predict_batches, preprocess
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -79,19 +79,11 @@ def _frozen_norms_eval(model: nn.Module) -> None:
 @torch.inference_mode()
 def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 512, device=None) -> tuple[float, float]:
     """(mean cross-entropy, top-1 error) of ``model`` on ``data``."""
-    device = get_device(device, quiet=True)
-    was = model.training
-    model.eval().to(device)
-    spec = input_spec(model)
     loss = wrong = 0.0
-    for start in range(0, len(data), batch_size):
-        x = preprocess(data.images[start:start + batch_size].to(device), spec)
-        y = data.labels[start:start + batch_size].to(device)
-        with autocast(device):
-            out = model(x).float()
+    for start, out in predict_batches(model, data.images, batch_size=batch_size, device=device):
+        y = data.labels[start:start + len(out)].to(out.device)
         loss += F.cross_entropy(out, y, reduction="sum").item()
         wrong += (out.argmax(1) != y).sum().item()
-    model.train(was)
     return loss / len(data), wrong / len(data)
 
 

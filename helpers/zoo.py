@@ -16,6 +16,7 @@ from . import cache
 from .data import CHARACTERS, DIGITS, glyphs
 from .jobs import run as jobs_run
 from .models import create
+from .names import did_you_mean
 from .train import evaluate, fit
 
 ZOO = {
@@ -53,11 +54,8 @@ def spec(name: str, scale: str = "default", **overrides) -> dict:
     variants that differ in class count differ in nothing else (Chapter 3).
     """
     if name not in ZOO:
-        import difflib
-
-        close = difflib.get_close_matches(name, names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"model: {name!r} is not in the zoo{hint}; members: {names()}")
+        raise ValueError(f"model: {name!r} is not in the zoo{did_you_mean(name, names())}; "
+                         f"members: {names()}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     out = {**_BASE, **SCALES[scale], **ZOO[name], **overrides}

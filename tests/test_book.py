@@ -1,6 +1,9 @@
 """The built book works offline: every page, opened in headless Chromium from a local server
 with every other host unreachable, shows its math, figures and widgets, holds no error output,
-logs no script error, and every link in the sidebar resolves.
+logs no script error, and every link in the sidebar resolves. Every chapter page (a page built
+from a notebook) opens with its findings box filled in by the run and no code, progress or
+notice lines in view, numbers and captions every figure, fits the page's width (measured in
+the browser at 1280 px) and links its executed notebook.
 
 By default a small book is built from the fixture chapter (``tests/fixtures/chapters``) with
 the real ``_config.yml`` and introduction. With ``BOOK_BUILT=1`` the real ``_build/html`` is
@@ -42,6 +45,46 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 KNOWN_CONSOLE = ("Identifier 'THEBE_JS_URL' has already been declared",)
 # The resources a page may load; anything with a scheme or starting with // would be a CDN.
 LOADING_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "preconnect"}
+# Added by the test server to every page it serves: 3 s after the page has loaded (MathJax and
+# the widgets drawn), the elements of the page's text column (main's article) whose right edge
+# lies beyond the column's, except inside a box that scrolls by itself (overflow-x auto or
+# scroll: tables' wrappers, code blocks), as JSON in <pre id="layout-check">.
+LAYOUT_CHECK = """<script>
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var column = document.querySelector("main article") || document.querySelector("main");
+    var edge = column.getBoundingClientRect().right;
+    function scrollsItself(el) {
+      for (var up = el.parentElement; up && up !== column; up = up.parentElement) {
+        var overflow = getComputedStyle(up).overflowX;
+        if (overflow === "auto" || overflow === "scroll") return true;
+      }
+      return false;
+    }
+    var wide = [];
+    column.querySelectorAll("*").forEach(function (el) {
+      var box = el.getBoundingClientRect();
+      if (box.width > 0 && box.right > edge + 1 && !scrollsItself(el)) {
+        var name = typeof el.className === "string" ? el.className.trim() : "";
+        wide.push(el.tagName.toLowerCase() + (name ? "." + name.split(/\\s+/).join(".") : "")
+                  + ": right edge " + Math.round(box.right) + " px > " + Math.round(edge));
+      }
+    });
+    var out = document.createElement("pre");
+    out.id = "layout-check";
+    out.hidden = true;
+    out.textContent = JSON.stringify({
+      column: Math.round(column.getBoundingClientRect().width), wide: wide.slice(0, 20),
+      scrolls: document.documentElement.scrollWidth > document.documentElement.clientWidth});
+    document.body.appendChild(out);
+  }, 3000);
+});
+</script>
+"""
+FINDINGS_TITLE = "Findings of this run"  # the chapters' opening box (glued numbers)
+RERUN_TITLE = "Rerun this chapter"  # helpers.cli.fold_plumbing's box
+# What the opening of a chapter page must not show: the device notice and progress bars.
+NOTICE = re.compile(r"running on the CPU|\d+%\||\d+/\d+ \[|it/s\]")
 
 
 def test_write_toc_drops_pages_that_do_not_exist(tmp_path: Path) -> None:
@@ -205,6 +248,19 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """Silence."""
 
+    def do_GET(self) -> None:
+        """An HTML page with :data:`LAYOUT_CHECK` before its ``</body>``; any other file as is."""
+        path = Path(self.translate_path(self.path))
+        if path.suffix != ".html" or not path.is_file():
+            super().do_GET()
+            return
+        page = path.read_bytes().replace(b"</body>", LAYOUT_CHECK.encode() + b"</body>", 1)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
 
 @dataclass
 class Server:
@@ -283,6 +339,7 @@ def _render(browser: str, url: str, profile: Path) -> tuple[str, list[str]]:
         "--virtual-time-budget=5000",
         "--enable-logging=stderr",
         "--log-level=0",
+        "--window-size=1280,1600",
         "--dump-dom",
         url,
     ]
@@ -308,13 +365,14 @@ def pages(site: Site, server: Server, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _notebook_images(site: Site, path: str) -> int:
-    """How many image outputs the executed notebook behind page ``path`` has (0 if none)."""
+    """How many image outputs (glued ones too) the executed notebook behind page ``path`` has
+    (0 if none)."""
     notebook = site.root / Path(path).with_suffix(".ipynb")
     if not notebook.exists():
         return 0
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     return sum(
-        any(k.startswith("image/") for k in o.get("data", {}))
+        any("image/" in k for k in o.get("data", {}))
         for c in cells
         for o in c.get("outputs", [])
     )
@@ -409,3 +467,143 @@ def test_sidebar_links_resolve(site: Site, server: Server) -> None:
             continue
         broken += [f"{path}: {u}" for u in _sidebar_links(site, server, path) if _status(u) != 200]
     assert not broken, "\n".join(broken)
+
+
+# ---------------------------------------------------------------- chapter pages
+
+
+def _chapter_pages(site: Site, pages: dict[str, Page]) -> list[Page]:
+    """The pages built from an executed notebook; at least one."""
+    found = [p for p in pages.values() if (site.root / Path(p.path).with_suffix(".ipynb")).exists()]
+    assert found, "no chapter page among the pages of the sidebar"
+    return found
+
+
+def _column(soup: BeautifulSoup):
+    """The page's text column (main's article)."""
+    return soup.select_one("main article") or soup.select_one("main")
+
+
+def _hidden(tag) -> bool:
+    """Whether ``tag`` sits in a folded part of the page: a closed ``<details>`` (myst-nb's
+    hide-input/hide-cell/hide-output) or a collapsed toggle, or a hidden element."""
+    for up in [tag, *tag.parents]:
+        if up.name == "details" and not up.has_attr("open") and up is not tag:
+            return True
+        if up.has_attr("hidden") or "toggle-hidden" in (up.get("class") or []):
+            return True
+    return False
+
+
+def _box(soup: BeautifulSoup, title: str):
+    """The admonition titled ``title`` in the page's text column, or None."""
+    for heading in _column(soup).select(".admonition > .admonition-title"):
+        if heading.get_text(" ", strip=True) == title:
+            return heading.parent
+    return None
+
+
+@pytest.mark.slow
+def test_every_figure_of_a_chapter_is_numbered_and_captioned(
+    site: Site, pages: dict[str, Page]
+) -> None:
+    problems = []
+    for page in _chapter_pages(site, pages):
+        column = _column(page.dom)
+        for figure in column.find_all("figure"):
+            number = figure.select_one("figcaption .caption-number")
+            text = figure.select_one("figcaption .caption-text")
+            if number is None or not re.fullmatch(r"Fig\. ?[\d.]+", number.get_text(strip=True)):
+                problems.append(f"{page.path}: figure {figure.get('id')} has no number")
+            if text is None or not text.get_text(strip=True):
+                problems.append(f"{page.path}: figure {figure.get('id')} has no caption")
+        for image in column.find_all("img"):
+            if image.find_parent("figure") or image.find_parent(class_="jupyter-widgets"):
+                continue
+            if not _hidden(image):
+                problems.append(f"{page.path}: an image outside a figure ({image.get('src')})")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_no_element_of_a_chapter_is_wider_than_the_page(
+    site: Site, pages: dict[str, Page]
+) -> None:
+    problems = []
+    for page in _chapter_pages(site, pages):
+        report = page.dom.select_one("pre#layout-check")
+        assert report is not None, f"{page.path}: the layout check did not run"
+        layout = json.loads(report.get_text())
+        problems += [f"{page.path} ({layout['column']} px wide): {w}" for w in layout["wide"]]
+        if layout["scrolls"]:
+            problems.append(f"{page.path}: the page scrolls horizontally")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_a_chapter_opens_with_its_findings_filled_in_by_the_run(
+    site: Site, pages: dict[str, Page]
+) -> None:
+    problems = []
+    for page in _chapter_pages(site, pages):
+        box = _box(page.static, FINDINGS_TITLE)  # as served: MathJax draws text without text
+        if box is None:
+            problems.append(f"{page.path}: no '{FINDINGS_TITLE}' box")
+            continue
+        if "{glue" in box.get_text():
+            problems.append(f"{page.path}: unresolved glue in the findings box")
+        if not box.select("[class*=pasted]"):
+            problems.append(f"{page.path}: the findings box quotes nothing the run glued")
+        if any(not cell.get_text(strip=True) for cell in box.find_all("td")):
+            problems.append(f"{page.path}: an empty cell in the findings box")
+    assert not problems, "\n".join(problems)
+
+
+def _opening(page: Page) -> list:
+    """The elements from the page's h1 to the first paragraph of text of its first section
+    (the first h2's), or to the end of the page without one."""
+    title = _column(page.dom).find("h1")
+    assert title is not None, f"{page.path}: no h1"
+    heading = title.find_next("h2")
+    elements, in_section = [], heading is None
+    for element in title.find_all_next():
+        in_section = in_section or element is heading
+        if in_section and element.name == "p" and element.parent.name == "section":
+            break
+        elements.append(element)
+    return elements
+
+
+@pytest.mark.slow
+def test_a_chapter_opening_shows_no_code_progress_or_notice(
+    site: Site, pages: dict[str, Page]
+) -> None:
+    problems = []
+    for page in _chapter_pages(site, pages):
+        for element in _opening(page):
+            classes = set(element.get("class") or [])
+            if not classes & {"cell_input", "stderr", "cell_output"} or _hidden(element):
+                continue
+            if "cell_input" in classes:
+                problems.append(f"{page.path}: code in view: {element.get_text()[:80]!r}")
+            elif "stderr" in classes or NOTICE.search(element.get_text()):
+                problems.append(f"{page.path}: a notice or progress output: "
+                                f"{element.get_text()[:80]!r}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_a_chapter_links_its_executed_notebook(
+    site: Site, server: Server, pages: dict[str, Page]
+) -> None:
+    problems = []
+    for page in _chapter_pages(site, pages):
+        box = _box(page.dom, RERUN_TITLE)
+        link = box.select_one("a.download[href]") if box is not None else None
+        if link is None:
+            problems.append(f"{page.path}: no download link in a '{RERUN_TITLE}' box")
+            continue
+        url = urljoin(server.base + page.path, link["href"])
+        if not link["href"].endswith(".ipynb") or _status(url) != 200:
+            problems.append(f"{page.path}: the executed notebook {link['href']} does not load")
+    assert not problems, "\n".join(problems)

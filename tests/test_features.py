@@ -49,7 +49,7 @@ def _per_layer_reference(model, x, layer, how):
 def test_one_pass_equals_independent_per_layer(name, kw, pooling, small_set):
     model = _make(name, kw)
     feats = features.extract(model, small_set, pooling=pooling, use_cache=False, progress=False)
-    x = features.preprocess(small_set.images, models.input_spec(model))
+    x = models.preprocess(small_set.images, models.input_spec(model))
     how = features.resolve_pooling(model, pooling)
     for layer in models.layer_names(model):
         ref, logits = _per_layer_reference(model, x, layer, how)

@@ -143,7 +143,7 @@ def test_every_data_set_opens_through_the_chapters_loaders(rehearsal):
         assert len(s.classes) >= 2 and len(s) >= 2 * len(s.classes), name
     for name in [full["tunnel"]["hub_id_data"]] + [
             n for n in full["tunnel"]["ood_sets"] if n in data.torchvision_names()]:
-        s = tunnel.torchvision_subset(name, 2, resolution=16, root=root)
+        s = tunnel.load_set(name, resolution=16, per_class=2, root=root)
         assert len(s) == 2 * len(s.classes), name
     for name in full["double_descent"]["sources"] + [full["double_descent"]["target"]]:
         for train in (True, False):

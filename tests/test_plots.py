@@ -45,3 +45,61 @@ def test_layer_curves_draw_the_mean_over_trials_with_an_sd_band_per_panel_and_hu
     np.testing.assert_allclose(np.sort(np.unique(band.round(12))),
                                np.sort(np.unique(np.r_[mean - sd, mean + sd].round(12))))
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["vit", "r10"]
+
+
+def test_a_zoo_member_has_the_same_colour_in_every_figure_whatever_else_is_drawn():
+    from helpers.names import ZOO
+
+    assert set(plots.MEMBER_COLOURS) == set(ZOO)
+    everyone = plots.palette(list(ZOO) + ["fine-tuned", "resnet50"])
+    assert plots.palette(list(reversed(ZOO))) == {m: everyone[m] for m in reversed(ZOO)}
+    assert all(plots.palette([m, "x"])[m] == everyone[m] for m in ZOO)
+    assert len(set(everyone.values())) == len(everyone)  # distinct within a figure
+
+
+def test_any_other_name_keeps_its_colour_whatever_the_order():
+    names = ["fine-tuned", "pre-trained", "random init", 50, 100]
+    assert plots.palette(names) == plots.palette(list(reversed(names)))
+    assert plots.palette(["nmi"]) == {"nmi": plots.palette(["knn", "nmi"])["nmi"]}
+
+
+def test_the_colours_and_the_book_style_are_seaborns_colour_blind_palette():
+    import matplotlib as mpl
+    import seaborn as sns
+
+    colorblind = sns.color_palette("colorblind")
+    assert plots.COLOURS == colorblind
+    assert set(plots.palette(["a", "b", "resnet18"]).values()) <= set(colorblind)
+    with mpl.rc_context():
+        plots.use_book_style()
+        cycle = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+        assert [mpl.colors.to_rgb(c) for c in cycle] == list(colorblind)
+        assert mpl.rcParams["font.size"] >= 10 and mpl.rcParams["figure.dpi"] == 100
+
+
+def test_layer_curves_colour_each_model_with_its_palette_colour_and_fit_the_page():
+    table = pd.DataFrame([{"metric": m, "model": h, "depth": x, "value": x}
+                          for m in ("nmi", "knn", "probe", "1nn", "logme")
+                          for h in ("smallcnn", "vit_tiny") for x in (0.0, 1.0)])
+    fig = plots.layer_curves(table, hue="model", col="metric")
+    colours = plots.palette(["smallcnn", "vit_tiny"])
+    for ax in fig.axes:
+        assert [line.get_color() for line in ax.get_lines()] == list(colours.values())
+    assert fig.get_figwidth() <= plots.PAGE_WIDTH
+
+
+def test_setup_styles_the_figures_without_loading_matplotlib(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import chapters
+
+    assert chapters.BOOK_STYLE == plots.BOOK_STYLE
+    code = ("import sys, helpers.chapters as c; c._use_book_style(); "
+            "print('matplotlib' in sys.modules); "
+            "import matplotlib; print(matplotlib.rcParams['figure.dpi'])")
+    env = {k: v for k, v in os.environ.items() if k != "MATPLOTLIBRC"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, check=True, env={**env, "PYTHONPATH": str(chapters.ROOT)})
+    assert done.stdout.split() == ["False", "100.0"]

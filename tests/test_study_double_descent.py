@@ -80,7 +80,7 @@ def _reference_run(source, k, train_set, test_set, epochs, lr, batch_size, seed)
     models.freeze_first(model, k)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     spec = models.input_spec(model)
-    from helpers.features import preprocess
+    from helpers.models import preprocess
 
     errs = []
     for epoch in range(epochs):
@@ -404,10 +404,9 @@ def test_record_freezing_reads_the_largest_set_and_falls_back_where_nothing_was_
     assert [rec[f"dd_fw_clean_{k}"] for k in ("best_k", "best", "worst")] == ["n/a"] * 3
 
 
-def test_record_sources_names_the_better_source_and_falls_back_with_one_source(capsys):
+def test_record_sources_names_the_better_source_and_falls_back_with_one_source():
     import matplotlib.pyplot as plt
 
-    plt.close("all")
     _, finals = _grid({100: [0.5] * 6}, {100: [0.10, 0.25, 0.12, 0.05, 0.30]},
                       far_curve=[0.10, 0.15, 0.12, 0.15, 0.30])
     size, gap = dd.near_far(finals, ["s", "far"], [50, 100])
@@ -421,9 +420,9 @@ def test_record_sources_names_the_better_source_and_falls_back_with_one_source(c
     assert rec["dd_best_far"] == f"{100 * best['far']:.1f}"
     not_run = dd.record_sources(finals, gap, size, 0.4)
     assert not_run["dd_best_near"] == not_run["dd_best_far"] == "n/a"
-    dd.show_sources(finals, gap, size)
-    assert len(plt.get_fignums()) == 1 and "far - near" in capsys.readouterr().out
-    plt.close("all")
+    fig = dd.plot_sources(finals, size)
+    assert sorted(fig.axes[0].get_legend_handles_labels()[1]) == ["source: far", "source: s"]
+    plt.close(fig)
 
     one = pd.concat([finals[finals.source == "s"], finals[finals.source == "s"].assign(size=400)])
     size, gap = dd.near_far(one, ["s"], [100])
@@ -432,8 +431,9 @@ def test_record_sources_names_the_better_source_and_falls_back_with_one_source(c
         "dd_n_cmp": 400, "dd_far_better": "n/a (one source)",
         "dd_near_better": "n/a (one source)", "dd_best_near": "n/a (one source)",
         "dd_best_far": "n/a (one source)"}
-    dd.show_sources(one, gap, size)
-    assert plt.get_fignums() == [] and capsys.readouterr().out == ""
+    fig = dd.plot_sources(one, size)
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["source: s"]
+    plt.close(fig)
 
 
 def test_record_claims_glues_each_verdict_and_marks_the_source_claim_not_run():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import run_chapter
 
-from helpers import cache, data, features, models, train
+from helpers import cache, data, measure, models, train
 from helpers.studies import separability as S
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def test_run_caches_every_job_and_a_rerun_builds_no_model(mnist, monkeypatch, tm
     pd.testing.assert_frame_equal(metric(layers, "nmi"), metric(redo, "nmi"))
     model, _ = S.finetune("tiny", d, scale="smoke", epochs=1, lr=3e-3, batch_size=16,
                           augment=False, seed=0)  # its features extracted afresh
-    direct = features.layer_table(model, d.unseen, metrics=["knn"], k=3)
+    direct = measure.layer_table(model, d.unseen, metrics=["knn"], k=3)
     ft = small[(small.condition == "fine-tuned") & (small.metric == "knn")]
     np.testing.assert_allclose(ft["value"], direct["value"])
 
@@ -409,3 +409,14 @@ def test_show_one_draws_the_chosen_curve_in_a_figure_of_its_own():
     S.show_one(_toy_layers({0: [.1, .6, .4], 1: [.1, .5, .6]}), "m", "d", "nmi")
     assert plt.gcf().axes[0].get_title() == "m on d"
     plt.close("all")
+
+
+def test_comparison_spread_gives_the_range_of_each_experiment_and_domain():
+    summary = pd.DataFrame({"domain": ["d", "d"], "model": ["a", "b"], "seen_accuracy": [0.9, 0.7],
+                            "unseen": [0.2, 0.5], "unseen_sd": [0.01, 0.02]})
+    spread = S.comparison_spread(S.comparison_table(summary))
+    ours = spread.loc[("this book (glyph-pre-trained zoo, 32 px)", "d")]
+    assert ours[("seen accuracy", "min")] == 0.7 and ours[("seen accuracy", "max")] == 0.9
+    assert ours[("unseen NMI (best layer)", "min")] == 0.2
+    assert ours[("unseen NMI (best layer)", "max")] == 0.5
+    assert len(spread) == len(S.PAPER) + 1  # the paper's domains and ours

@@ -333,10 +333,10 @@ def test_a_target_torchvision_cannot_download_gets_a_clear_message(monkeypatch, 
             raise RuntimeError("Dataset not found.")
 
     monkeypatch.setattr(tvd, "StanfordCars", Missing)
-    with pytest.raises(FileNotFoundError, match=r"StanfordCars .*by hand .*vision/issues/7545"):
+    with pytest.raises(FileNotFoundError, match=r"targets: .*'StanfordCars' .*by hand .*vision/issues/7545"):
         study.torchvision_target("StanfordCars", 5, root=tmp_path, download=True)  # offline-ok: a stand-in class, no request
     assert asked == [False]
-    with pytest.raises(FileNotFoundError, match=r"CIFAR10 is not under .*download=true"):
+    with pytest.raises(FileNotFoundError, match=r"targets: .*'CIFAR10' is not under .*download=true.*leave CIFAR10 out of targets"):
         study.torchvision_target("CIFAR10", 5, root=tmp_path, download=False)
 
 

@@ -142,8 +142,8 @@ def test_glyph_styles_are_labelled_by_font_and_cached():
         tunnel.load_set("invrt")
 
 
-def test_torchvision_subset_draws_per_class_from_a_set_without_splits():
-    s = tunnel.torchvision_subset("FakeData", per_class=3, resolution=12, seed=0)
+def test_torchvision_set_draws_per_class_from_a_set_without_splits():
+    s = tunnel.load_set("FakeData", resolution=12, per_class=3, seed=0)
     assert s.images.shape[1:] == (3, 12, 12) and s.images.dtype == torch.uint8
     assert (s.counts() <= 3).all() and len(s.classes) == len(s.counts()) >= 2
 

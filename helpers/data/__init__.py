@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..names import did_you_mean
 from .digits import mnist5k, sklearn_digits
 from .glyphs import CHARACTERS, DIGITS, find_fonts, glyphs
 from .imageset import ImageSet, concat
@@ -41,11 +42,7 @@ def load(name: str, resolution: int = 32, root=None, download: bool = False, **k
                                resolution=resolution, download=download, **kwargs)
     if Path(name).expanduser().is_dir():
         return image_folder(name, resolution)
-    import difflib
-
-    allowed = domain_names() + torchvision_names()
-    close = difflib.get_close_matches(name, allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, domain_names() + torchvision_names())
     raise ValueError(f"dataset: unknown data set {name!r}{hint}; use one of {domain_names()}, "
                      "a torchvision data set name, or an existing ImageFolder directory")
 

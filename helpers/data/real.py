@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..names import torchvision_datasets
+from ..names import did_you_mean, torchvision_datasets
 from .imageset import ImageSet
 
 #: Data sets torchvision can no longer download (it raises even when the files are there):
@@ -33,12 +33,19 @@ def open_torchvision(name: str, root=None, download: bool = False, **kwargs):
     naming it, the root and how to get it. (Asking torchvision for ``download=True`` first
     would fail for a set that is present but cannot be downloaded: StanfordCars.)
     """
+    import inspect
+
     import torchvision.datasets as tvd
 
     root = Path(root or default_root()).expanduser()
     cls = getattr(tvd, name)
+    params = inspect.signature(cls.__init__).parameters
+    if "root" in params:
+        kwargs["root"] = str(root)
+    if "download" not in params:  # a generated set (FakeData): nothing to find or fetch
+        return cls(**kwargs)
     try:
-        return cls(root=str(root), download=False, **kwargs)
+        return cls(download=False, **kwargs)
     except RuntimeError as err:  # torchvision's "Dataset not found (or corrupted)"
         reason = " ".join(str(err).split(".")[0].split())
     where = f"torchvision data set '{name}' is not under {root} ({reason})"
@@ -49,7 +56,7 @@ def open_torchvision(name: str, root=None, download: bool = False, **kwargs):
         raise FileNotFoundError(f"{where}; set download=true (needs internet) or data_root to a "
                                 "folder that holds it") from None
     try:
-        return cls(root=str(root), download=True, **kwargs)
+        return cls(download=True, **kwargs)
     except (RuntimeError, OSError) as err:  # no network: URLError is an OSError
         why = " ".join(str(err).split())[:200]
         raise FileNotFoundError(f"{where} and could not be downloaded ({why}); check the "
@@ -66,32 +73,100 @@ def require(names, root=None, download: bool = False) -> None:
 
 
 def pil_to_uint8(img, resolution: int) -> np.ndarray:
-    """A PIL image as a uint8 (3, resolution, resolution) array (RGB, resized)."""
-    img = img.convert("RGB").resize((resolution, resolution))
-    return np.asarray(img).transpose(2, 0, 1)
+    """A PIL image (or a CHW tensor) as a uint8 (3, resolution, resolution) array: the shorter
+    side resized to ``resolution`` (bilinear), then the centre crop: torchvision's and timm's
+    evaluation transform, so a non-square image keeps its aspect ratio. The one resize policy
+    of every real data set (see the book's methods page)."""
+    from PIL import Image
+
+    if isinstance(img, torch.Tensor):
+        arr = img.detach().cpu().numpy()
+        arr = (arr * 255 if arr.dtype.kind == "f" else arr).clip(0, 255).astype(np.uint8)
+        img = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    img = img.convert("RGB")
+    w, h = img.size
+    scale = resolution / min(w, h)
+    img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))),
+                     Image.BILINEAR)
+    left, top = (img.size[0] - resolution) // 2, (img.size[1] - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    return np.asarray(img).transpose(2, 0, 1).copy()
 
 
-def torchvision_set(name: str, root, train: bool = True, resolution: int | None = None,
-                    download: bool = False) -> ImageSet:
-    """A torchvision data set by class name (e.g. ``"CIFAR100"``), loaded into memory.
+def _open_split(name: str, root, train: bool, download: bool):
+    """The training (``train=True``; split "trainval", else "train") or evaluation split
+    (``train=False``; split "test", else "val") of a torchvision set, whatever its constructor
+    calls it."""
+    import inspect
 
-    ``download=True`` fetches it (needs internet); offline, point ``root`` at local files.
+    import torchvision.datasets as tvd
+
+    params = inspect.signature(getattr(tvd, name).__init__).parameters
+    if "train" in params:
+        attempts = [{"train": train}]
+    elif "split" in params:
+        attempts = [{"split": s} for s in (("trainval", "train") if train else ("test", "val"))]
+    else:
+        attempts = [{}]
+    error = None
+    for split in attempts:
+        try:
+            return open_torchvision(name, root, download, **split)
+        except ValueError as err:  # a split name this set does not have
+            error = err
+    raise ValueError(f"dataset {name}: no {'training' if train else 'test or val'} split ({error})")
+
+
+def _labels(ds) -> np.ndarray:
+    """Integer labels of a torchvision data set, read without decoding its images."""
+    for attr in ("targets", "labels", "_labels", "y"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr), dtype=np.int64).ravel()
+    if hasattr(ds, "_samples"):  # StanfordCars, Imagenette
+        return np.asarray([s[1] for s in ds._samples], dtype=np.int64)
+    return np.asarray([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
+
+
+def _class_names(ds, n: int) -> list[str]:
+    """Class names (``classes`` or Caltech's ``categories``; a tuple of synonyms: the first)."""
+    names = list(getattr(ds, "classes", None) or getattr(ds, "categories", None) or [])
+    if len(names) < n:
+        return [str(c) for c in range(n)]
+    return [str(c[0]) if isinstance(c, (tuple, list)) else str(c) for c in names]
+
+
+def torchvision_set(name: str, root=None, train: bool = True, resolution: int | None = None,
+                    per_class: int | None = None, seed: int = 0, download: bool = False
+                    ) -> ImageSet:
+    """A torchvision data set by class name (e.g. ``"CIFAR100"``), in memory: the one adapter
+    of every chapter.
+
+    ``train``: the training split, else the evaluation split (see :func:`_open_split`).
+    ``per_class``: at most that many images per class, drawn with ``seed``; only those are
+    decoded, so large sets never sit in memory. ``resolution``: square images by
+    :func:`pil_to_uint8`; None keeps the stored arrays of the sets that hold them (CIFAR).
+    Classes absent from the images drawn are dropped. ``download=True`` fetches a missing set
+    (needs internet); offline, point ``root`` at local files.
     """
     if name not in torchvision_names():
-        import difflib
-
-        close = difflib.get_close_matches(name, torchvision_names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"dataset: unknown torchvision data set {name!r}{hint}")
-    ds = open_torchvision(name, root, download, train=train)
-    classes = [str(c) for c in getattr(ds, "classes", sorted(set(map(int, ds.targets))))]
-    if resolution is None and hasattr(ds, "data") and isinstance(ds.data, np.ndarray):
-        data = ds.data if ds.data.ndim == 4 else ds.data[..., None]
-        images = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
+        raise ValueError(f"dataset: unknown torchvision data set "
+                         f"{name!r}{did_you_mean(name, torchvision_names())}")
+    ds = _open_split(name, root, train, download)
+    labels = _labels(ds)
+    keep = np.arange(len(labels))
+    if per_class is not None:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                                       for c in np.unique(labels)]))
+    if resolution is None and isinstance(getattr(ds, "data", None), np.ndarray):
+        arrays = ds.data[keep] if ds.data.ndim == 4 else ds.data[keep][..., None]
+        images = np.ascontiguousarray(arrays.transpose(0, 3, 1, 2))
     else:
-        res = resolution or 32
-        images = torch.from_numpy(np.stack([pil_to_uint8(ds[i][0], res) for i in range(len(ds))]))
-    return ImageSet(images, torch.as_tensor(np.asarray(ds.targets)), classes, name.lower())
+        images = np.stack([pil_to_uint8(ds[int(i)][0], resolution or 32) for i in keep])
+    present = np.unique(labels[keep])
+    classes = _class_names(ds, int(labels.max()) + 1)
+    return ImageSet(torch.from_numpy(images), torch.as_tensor(np.searchsorted(present, labels[keep])),
+                    [classes[c] for c in present], name.lower())
 
 
 def image_folder(path, resolution: int = 224) -> ImageSet:

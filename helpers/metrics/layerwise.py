@@ -5,13 +5,13 @@ Used by Chapter 1 (separability), Chapter 2 (transferability / FaCe) and Chapter
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..names import did_you_mean
 from ._stats import LayerStats
 from ._validate import ArrayLike
 from .geometry import _nc1, _numerical_rank, _rankme
@@ -106,11 +106,8 @@ def _check_metrics(metrics: Sequence[str]) -> list[str]:
         metrics = [metrics]
     for name in metrics:
         if name not in METRICS:
-            close = difflib.get_close_matches(str(name), METRICS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"metrics: unknown metric {name!r}; allowed: {', '.join(METRICS)}.{hint}"
-            )
+            raise ValueError(f"metrics: unknown metric {name!r}{did_you_mean(name, METRICS)}; "
+                             f"allowed: {', '.join(METRICS)}")
     return list(dict.fromkeys(metrics))
 
 

@@ -81,7 +81,7 @@ def load_model(model: str, weights: str = "", scale: str = "default"):
     net = models.create(model, models.checkpoint_classes(model, path), weights=path).eval()
     return net, {"member": f"{model}@{path.name}", "model": model, "source_classes": None,
                  "source": f"checkpoint {path.name}", "weights": str(path),
-                 "layers": len(models.layer_names(net)), "is_vit": tunnel.is_vit(net),
+                 "layers": len(models.layer_names(net)), "is_vit": models.is_token_model(net),
                  "params_M": sum(p.numel() for p in net.parameters()) / 1e6}
 
 
@@ -352,8 +352,9 @@ def normalised(summary: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 def plot_measures(summary: pd.DataFrame, recommendations: pd.DataFrame):
-    """Every measure against depth, scaled per measure (1 = best): a row per family, a column
-    per data set; the recommended layers marked (C clustering, P probing, T transfer)."""
+    """Every measure against depth, scaled per measure (1 = best): a column per family (its
+    legend below it), a row per data set; the recommended layers marked (C clustering, P
+    probing, T transfer)."""
     import matplotlib.pyplot as plt
 
     from .. import plots
@@ -361,12 +362,12 @@ def plot_measures(summary: pd.DataFrame, recommendations: pd.DataFrame):
     table = normalised(summary)
     sets = list(dict.fromkeys(table.dataset))
     families = [f for f in ("separability", "transfer", "geometry") if f in set(table.family)]
-    fig, axes = plt.subplots(len(families), len(sets), figsize=(3.2 * len(sets) + 1.6,
-                             2.3 * len(families)), sharex=True, sharey=True, squeeze=False)
-    for i, family in enumerate(families):
+    fig, axes = plt.subplots(len(sets), len(families), sharex=True, sharey=True, squeeze=False,
+                             figsize=plots.fit_width(2.4 * len(families), 2.0 * len(sets)))
+    for j, family in enumerate(families):
         part = table[table.family == family]
         colours = plots.palette(list(dict.fromkeys(part.measure)))
-        for j, name in enumerate(sets):
+        for i, name in enumerate(sets):
             ax = axes[i][j]
             for m, c in part[part.dataset == name].groupby("measure", sort=False):
                 ax.plot(c.depth, c.score, marker="o", ms=3, lw=1.2, color=colours[m], label=m)
@@ -375,14 +376,14 @@ def plot_measures(summary: pd.DataFrame, recommendations: pd.DataFrame):
                 ax.text(r.depth, 1.04, r.purpose[0].upper(), ha="center", fontsize=8)
             ax.set_ylim(-0.05, 1.12)
             if i == 0:
-                ax.set_title(Path(name).name, fontsize=10, pad=12)
+                ax.set_title(family, pad=12)
             if j == 0:
-                ax.set_ylabel(f"{family}\n(scaled, 1 = best)")
-            if i == len(families) - 1:
-                ax.set_xlabel("depth (0 = first layer, 1 = last)")
-        axes[i][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
-                           frameon=False)
+                ax.set_ylabel(f"{Path(name).name}\n(scaled, 1 = best)")
+            if i == len(sets) - 1:
+                ax.set_xlabel("depth (0 = first,\n1 = last layer)")
     fig.tight_layout()
+    for ax in axes[-1]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)
     return fig
 
 
@@ -390,13 +391,15 @@ def plot_cka(cka: pd.DataFrame):
     """The layer-by-layer linear CKA map on the ID data."""
     import matplotlib.pyplot as plt
 
+    from .. import plots
+
     names = list(dict.fromkeys(cka.layer_a))
     grid = cka.pivot(index="layer_a", columns="layer_b", values="cka").loc[names, names]
     size = 1.2 + 0.42 * len(names)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig, ax = plt.subplots(figsize=plots.fit_width(size + 1.2, size))
     im = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
     fig.colorbar(im, ax=ax, label="linear CKA", shrink=0.8)
     fig.tight_layout()
     return fig

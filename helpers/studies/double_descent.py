@@ -205,13 +205,12 @@ class _Tail(nn.Module):
 @torch.no_grad()
 def _prefix(model: models.SmallCNN, k: int, images: torch.Tensor, batch_size: int = 1024):
     """Output of the first ``k`` (frozen, eval-mode) blocks for uint8 images."""
-    model.blocks[:k].eval()
-    spec = models.input_spec(model)
-    out = []
-    for s in range(0, len(images), batch_size):
-        x = models.preprocess(images[s:s + batch_size], spec)
-        out.append(model.blocks[:k](x))
-    return torch.cat(out)
+    return torch.cat([out for _, out in models.predict_batches(
+        model.blocks[:k], images, _call, batch_size, device="cpu", spec=models.input_spec(model))])
+
+
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
 
 
 class _Inputs:
@@ -246,20 +245,11 @@ def _errors(tail: nn.Module, inputs: _Inputs, labels: torch.Tensor, batch_size: 
     return loss / len(inputs), torch.cat(wrong)
 
 
-@torch.inference_mode()
 def _predict(model: nn.Module, images: ImageSet, batch_size: int = 512) -> torch.Tensor:
     """Predicted classes (eval mode) of any model, on its device."""
-    from ..device import autocast
-
-    model.eval()
     device = next(model.parameters()).device
-    spec = models.input_spec(model)
-    out = []
-    for s in range(0, len(images), batch_size):
-        x = models.preprocess(images.images[s:s + batch_size].to(device), spec)
-        with autocast(device):
-            out.append(model(x).float().argmax(1).cpu())
-    return torch.cat(out)
+    return torch.cat([out.argmax(1).cpu() for _, out in models.predict_batches(
+        model, images.images, batch_size=batch_size, device=device)])
 
 
 def run_key(source_report: dict, k: int, train_set: ImageSet, test_set: ImageSet, **config) -> str:
@@ -958,19 +948,6 @@ def near_far(finals: pd.DataFrame, sources: Sequence[str], compare_sizes: Sequen
     return size, source_gap(finals, sources[0], sources[1], size)
 
 
-def show_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int) -> None:
-    """Show :func:`plot_sources` and the :func:`source_gap` table ``gap`` at ``size``; nothing
-    with one source (``gap`` None)."""
-    if gap is None:
-        return
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    plot_sources(finals, size)
-    plt.show()
-    display(gap.round(3))
-
-
 def record_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int, noisy: float
                    ) -> dict:
     """What the near-vs-far paragraph says: the training-set ``size`` compared, the (noise, k)
@@ -1028,8 +1005,8 @@ def plot_epochwise(history: pd.DataFrame, source: str, size: int, ks: Sequence[i
         h = h[h["seed"] == seed]
     ks = sorted(h["k"].unique()) if ks is None else list(ks)
     noises = sorted(h["noise"].unique())
-    fig, axes = plt.subplots(2, len(noises), figsize=(4.6 * len(noises), 5.4), sharex=True,
-                             sharey="row", squeeze=False)
+    fig, axes = plt.subplots(2, len(noises), figsize=plots.fit_width(4.6 * len(noises), 5.4),
+                             sharex=True, sharey="row", squeeze=False)
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(ks), 2)))
     for j, noise in enumerate(noises):
         for c, k in zip(colors, ks):
@@ -1049,10 +1026,9 @@ def plot_epochwise(history: pd.DataFrame, source: str, size: int, ks: Sequence[i
         axes[0, 0].set_ylim(0, min(1.0, 1.15 * late.max()))  # the first epochs of k=L go off
     axes[0, 0].set_ylabel("test error")
     axes[1, 0].set_ylabel("train error (labels trained on)")
-    axes[0, -1].legend(fontsize=7, loc="upper right")
+    axes[0, -1].legend(fontsize=8, loc="upper right")
     fig.suptitle(f"Epoch-wise curves, source '{source}'" +
-                 (f", seed {seed}" if seed is not None else ", mean over seeds +- 1 s.e."),
-                 fontsize=10)
+                 (f", seed {seed}" if seed is not None else ", mean over seeds +- 1 s.e."))
     fig.tight_layout()
     return fig
 
@@ -1063,7 +1039,7 @@ def plot_fair(history: pd.DataFrame, fair: pd.DataFrame):
     held-out peak epoch marked."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.0), sharex=True)
     colors = plots.palette(sorted(history["size"].unique()))
     for size, g in history.groupby("size"):
         color = colors[size]
@@ -1076,7 +1052,7 @@ def plot_fair(history: pd.DataFrame, fair: pd.DataFrame):
         axes[0].axvline(peak, color=color, ls=":", lw=1)
     axes[0].set(xlabel="epoch", ylabel="test error")
     axes[1].set(xlabel="epoch", ylabel="train error (noisy labels)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     fig.tight_layout()
     return fig
 
@@ -1092,8 +1068,8 @@ def plot_freezing(finals: pd.DataFrame, source: str, thresholds: pd.DataFrame | 
     f = finals[finals["source"] == source]
     m = seed_mean(f, GROUP + ["k", "trainable", "ratio"])
     noises, sizes = sorted(m["noise"].unique()), sorted(m["size"].unique())
-    fig, axes = plt.subplots(2, len(noises), figsize=(4.6 * len(noises), 5.6), sharex=True,
-                             sharey="row", squeeze=False)
+    fig, axes = plt.subplots(2, len(noises), figsize=plots.fit_width(4.6 * len(noises), 5.6),
+                             sharex=True, sharey="row", squeeze=False)
     colors = plt.cm.plasma(np.linspace(0.1, 0.8, max(len(sizes), 2)))
     for j, noise in enumerate(noises):
         for c, n in zip(colors, sizes):
@@ -1116,9 +1092,9 @@ def plot_freezing(finals: pd.DataFrame, source: str, thresholds: pd.DataFrame | 
                               else "k = frozen layers")
     axes[0, 0].set_ylabel("final test error")
     axes[1, 0].set_ylabel("final train error\n(noisy labels)")
-    axes[0, -1].legend(fontsize=8)
-    fig.suptitle(f"Freezing-wise curves, source '{source}' (mean over seeds +- 1 s.e.; "
-                 "circle: interpolation threshold)", fontsize=10)
+    axes[0, -1].legend()
+    fig.suptitle(f"Freezing-wise curves, source '{source}'\n(mean over seeds +- 1 s.e.; "
+                 "circle: interpolation threshold)")
     fig.tight_layout()
     return fig
 
@@ -1129,8 +1105,8 @@ def plot_sources(finals: pd.DataFrame, size: int):
 
     m = seed_mean(finals[finals["size"] == size], GROUP + ["k"])
     noises = sorted(m["noise"].unique())
-    fig, axes = plt.subplots(1, len(noises), figsize=(4.6 * len(noises), 3.2), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(noises), figsize=plots.fit_width(4.6 * len(noises), 3.2),
+                             sharey=True, squeeze=False)
     for j, noise in enumerate(noises):
         for src, g in m[m["noise"] == noise].groupby("source", sort=False):
             g = g.sort_values("k")
@@ -1139,17 +1115,28 @@ def plot_sources(finals: pd.DataFrame, size: int):
         axes[0, j].set_title(f"n = {size}, {_noise_label(noise)}")
         axes[0, j].set_xlabel("k = frozen layers")
     axes[0, 0].set_ylabel("final test error")
-    axes[0, -1].legend(fontsize=8)
+    axes[0, -1].legend()
     fig.tight_layout()
     return fig
 
 
 def explore(history: pd.DataFrame, size: int, noise: float, average: bool = True,
             frozen: Sequence[int] | None = None, source: str | None = None) -> None:
+    """Show :func:`plot_explored` of this choice, or say that no run made it."""
+    import matplotlib.pyplot as plt
+
+    if plot_explored(history, size, noise, average, frozen, source) is None:
+        print("no runs for this choice (the far source runs only at compare_sizes)")
+        return
+    plt.show()
+
+
+def plot_explored(history: pd.DataFrame, size: int, noise: float, average: bool = True,
+                  frozen: Sequence[int] | None = None, source: str | None = None):
     """Test error and train error on the labels trained on, per epoch, of one (source, size,
     noise) for each k in ``frozen`` (default: every k), one color per k: the seed mean with a
     +-1 s.e. band when ``average``, else every seed on its own. ``source``: default the first
-    source of ``history``."""
+    source of ``history``. None when no run has this choice."""
     import matplotlib.pyplot as plt
 
     source = history["source"].iloc[0] if source is None else source
@@ -1158,9 +1145,8 @@ def explore(history: pd.DataFrame, size: int, noise: float, average: bool = True
     h = history[(history["source"] == source) & (history["size"] == size)
                 & (history["noise"] == noise) & history["k"].isin(frozen)]
     if h.empty:
-        print("no runs for this choice (the far source runs only at compare_sizes)")
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.0), sharex=True)
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(ks), 2)))
     for k, g in h.groupby("k"):
         c = colors[ks.index(k)]
@@ -1177,9 +1163,9 @@ def explore(history: pd.DataFrame, size: int, noise: float, average: bool = True
     axes[0].set(xlabel="epoch", ylabel="test error",
                 title=f"{source}, n={size}, noise {100 * noise:.0f} %")
     axes[1].set(xlabel="epoch", ylabel="train error (labels trained on)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     fig.tight_layout()
-    plt.show()
+    return fig
 
 
 def explorer(history: pd.DataFrame, main: str):

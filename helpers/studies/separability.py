@@ -37,6 +37,8 @@ METRICS = ("nmi", "knn", "1nn", "probe")
 METRIC_LABELS = {"nmi": "k-means NMI", "knn": "kNN purity", "1nn": "1-NN accuracy",
                  "probe": "linear probe accuracy"}
 CONDITIONS = ("fine-tuned", "pre-trained", "random init")
+#: Their colours in every figure: two far apart, and grey for the random weights.
+CONDITION_COLOURS = dict(zip(CONDITIONS, (plots.COLOURS[0], plots.COLOURS[1], plots.COLOURS[7])))
 BASELINES = {"pretrained": "pre-trained", "random": "random init"}
 
 #: The paper's numbers (methods page, section 1: book/methods.md): max over layers, mean of 3
@@ -575,6 +577,13 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
     return both.set_index(["source", "domain", "model"])
 
 
+def comparison_spread(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The lowest and highest seen accuracy and unseen NMI per experiment and domain of
+    :func:`comparison_table`: the spread that claim (i) is about."""
+    columns = ["seen accuracy", "unseen NMI (best layer)"]
+    return comparison[columns].groupby(level=["source", "domain"], sort=False).agg(["min", "max"])
+
+
 def _spearman(x, y) -> float:
     x, y = pd.Series(np.asarray(x, float)), pd.Series(np.asarray(y, float))
     if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
@@ -892,25 +901,27 @@ def record_accuracy(gen: pd.DataFrame, levels, metric: str = "nmi") -> dict:
 # --------------------------------------------------------------------------------------------
 
 def plot_curves(layers: pd.DataFrame, metrics=None, condition: str = "fine-tuned",
-                height: float = 2.4):
-    """Per-layer curves of the ``condition`` models on unseen data: one row per domain, one
-    column per metric, one colour per model (mean over trials, band = sd over trials)."""
+                height: float = 2.2):
+    """Per-layer curves of the ``condition`` models on unseen data: one row per metric, one
+    column per domain, one colour per model (mean over trials, band = sd over trials)."""
     metrics = list(metrics or dict.fromkeys(layers["metric"]))
     sub = layers[layers["metric"].isin(metrics) & (layers["condition"] == condition)].copy()
     sub["metric"] = sub["metric"].map(lambda m: METRIC_LABELS.get(m, m))
-    return plots.layer_curves(sub, hue="model", row="domain", col="metric",
-                              col_order=[METRIC_LABELS.get(m, m) for m in metrics],
-                              height=height, ylabel="score (unseen)")
+    return plots.layer_curves(sub, hue="model", row="metric", col="domain",
+                              row_order=[METRIC_LABELS.get(m, m) for m in metrics],
+                              height=height, aspect=1.5, ylabel="score (unseen)")
 
 
-def plot_baselines(layers: pd.DataFrame, metric: str = "nmi", height: float = 2.3):
-    """One panel per (domain, model): ``metric`` per layer for the fine-tuned models (mean,
-    band = sd over trials), the pre-trained model before fine-tuning and random weights."""
+def plot_baselines(layers: pd.DataFrame, metric: str = "nmi", height: float = 2.0):
+    """One panel per (model, domain), a row per model: ``metric`` per layer for the fine-tuned
+    models (mean, band = sd over trials), the pre-trained model before fine-tuning and random
+    weights."""
     sub = layers[layers["metric"] == metric]
     conds = [c for c in CONDITIONS if c in set(sub["condition"])]
-    return plots.layer_curves(sub, hue="condition", row="domain", col="model", hue_order=conds,
-                              linestyles=dict(zip(CONDITIONS, ["-", "--", ":"])), sharey="row",
-                              height=height, aspect=1.1,
+    return plots.layer_curves(sub, hue="condition", row="model", col="domain", hue_order=conds,
+                              linestyles=dict(zip(CONDITIONS, ["-", "--", ":"])),
+                              colours=CONDITION_COLOURS, sharey="col",
+                              height=height, aspect=1.6,
                               ylabel=METRIC_LABELS.get(metric, metric))
 
 
@@ -919,8 +930,9 @@ def plot_accuracy_vs_generalization(gen: pd.DataFrame, metric: str = "nmi"):
     fine-tuned run, one panel per domain; the pre-trained baseline as a horizontal line."""
     ft = gen[gen["condition"] == "fine-tuned"]
     domains = list(dict.fromkeys(ft["domain"]))
-    fig, axes = plt.subplots(1, len(domains), figsize=(4.3 * len(domains), 3.6), squeeze=False)
-    palette = dict(zip(dict.fromkeys(gen["model"]), sns.color_palette()))
+    fig, axes = plt.subplots(1, len(domains), squeeze=False,
+                             figsize=plots.fit_width(3.3 * len(domains) + 1.6, 3.4))
+    palette = plots.palette(list(dict.fromkeys(gen["model"])))
     for ax, dom in zip(axes[0], domains):
         d = ft[ft["domain"] == dom]
         sns.scatterplot(data=d, x="seen_accuracy", y=f"best_{metric}", hue="model",
@@ -928,14 +940,14 @@ def plot_accuracy_vs_generalization(gen: pd.DataFrame, metric: str = "nmi"):
         base = gen[(gen["domain"] == dom) & (gen["condition"] == "pre-trained")]
         for _, r in base.iterrows():
             ax.axhline(r[f"best_{metric}"], color=palette[r["model"]], ls="--", lw=0.8)
-        ax.set_title(dom, fontsize=10)
+        ax.set_title(dom)
         ax.set_xlabel("seen-class test accuracy")
         ax.set_ylabel(f"best-layer {METRIC_LABELS.get(metric, metric)} (unseen)")
     if len(axes[0]):
         leg = axes[0][-1].get_legend()
         if leg is not None:
-            sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
-                            title="model\n(dashed: before\nfine-tuning)", title_fontsize=8)
+            sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1),
+                            title="model\n(dashed: before\nfine-tuning)")
     fig.tight_layout()
     return fig
 
@@ -950,31 +962,30 @@ def plot_one(layers: pd.DataFrame, model: str, domain: str, metric: str = "nmi",
     if sub.empty:
         ax.text(0.5, 0.5, "no data for this choice", ha="center", transform=ax.transAxes)
         return ax
-    colours = dict(zip(CONDITIONS, sns.color_palette("deep", 3)))
     for cond in CONDITIONS:
-        c = sub[sub["condition"] == cond]
+        c, colour = sub[sub["condition"] == cond], CONDITION_COLOURS[cond]
         if c.empty:
             continue
         for _, t in c.groupby("trial"):
             if c["trial"].nunique() > 1:
-                ax.plot(t["layer_index"], t["value"], color=colours[cond], lw=0.6, alpha=0.4)
+                ax.plot(t["layer_index"], t["value"], color=colour, lw=0.6, alpha=0.4)
         m = c.groupby("layer_index")["value"].mean()
-        ax.plot(m.index, m.values, marker="o", color=colours[cond], lw=2,
+        ax.plot(m.index, m.values, marker="o", color=colour, lw=2,
                 ls="-" if cond == "fine-tuned" else "--", label=cond)
         if cond == "fine-tuned":
-            ax.plot(_deepest_argmax(m), m.max(), marker="*", ms=16, color=colours[cond],
+            ax.plot(_deepest_argmax(m), m.max(), marker="*", ms=16, color=colour,
                     zorder=5, label="best layer (fine-tuned)")
     names = sub.drop_duplicates("layer_index").sort_values("layer_index")["layer"]
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (unseen)")
-    ax.set_title(f"{model} on {domain}", fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"{model} on {domain}")
+    ax.legend(loc="best")
     return ax
 
 
 def plot_unseen(domain: Domain, seed: int = 0):
     """32 images of the unseen classes of ``domain``, with their class names."""
-    return plots.image_grid(domain.unseen, n=32, per_row=16, seed=seed,
+    return plots.image_grid(domain.unseen, n=32, seed=seed,
                             title=f"{domain.label}: images of the UNSEEN classes")
 
 

@@ -26,14 +26,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import cache, data, features, models, zoo
-from ..data.real import pil_to_uint8
+from .. import cache, data, features, models, plots, zoo
 from ..device import get_device, one_thread
 from ..jobs import run as jobs_run
 from ..metrics import face_zoo, leep, nce, ncti_zoo, weighted_tau
 from ..metrics.intervals import paired_effect, percentile_interval
 from ..metrics.layerwise import layerwise_each
 from ..models import input_spec, layer_names
+from ..names import did_you_mean
 from ..train import evaluate, fit
 
 CACHE = "transferability"
@@ -63,10 +63,6 @@ FULL_TARGETS = {
     "Food101": "food", "OxfordIIITPet": "pets", "SUN397": "sun397",
 }
 
-#: Targets torchvision can no longer download (it raises even when the files are present):
-#: where to get them by hand.
-MANUAL_DOWNLOAD = {"StanfordCars": "https://github.com/pytorch/vision/issues/7545"}
-
 #: Full profile: timm checkpoint -> the benchmark's (torchvision) model name. googlenet is not
 #: in timm; timm's mnasnet_100 and mobilenetv2_100 are not torchvision's weights (nearest).
 FULL_ZOO = {
@@ -87,14 +83,11 @@ def target_names() -> list[str]:
 
 def check_targets(names) -> list[str]:
     """``names`` if every one is a known target, else a one-line ValueError naming the bad one."""
-    import difflib
-
     names = list(names)
     for n in names:
         if n not in target_names():
-            close = difflib.get_close_matches(n, target_names(), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"targets: unknown target {n!r}{hint}; known: {target_names()}")
+            raise ValueError(f"targets: unknown target {n!r}{did_you_mean(n, target_names())}; "
+                             f"known: {target_names()}")
     if len(set(names)) != len(names):
         raise ValueError(f"targets: repeated names in {names}")
     return names
@@ -181,54 +174,17 @@ def _make_embedded(name: str, train_per_class: int, test_per_class: int, resolut
     return _sized(d, name, train_per_class, test_per_class, seed)
 
 
-def _tv_labels(ds) -> np.ndarray:
-    """Integer labels of a torchvision data set without decoding its images."""
-    for attr in ("targets", "_labels", "y", "labels"):
-        if hasattr(ds, attr):
-            return np.asarray(getattr(ds, attr), dtype=np.int64)
-    if hasattr(ds, "_samples"):  # StanfordCars
-        return np.asarray([s[1] for s in ds._samples], dtype=np.int64)
-    return np.asarray([ds[i][1] for i in range(len(ds))], dtype=np.int64)
-
-
 def torchvision_target(name: str, per_class: int, resolution: int = 224, seed: int = 0,
                        root=None, download: bool = False) -> data.ImageSet:
-    """Up to ``per_class`` training images per class of a torchvision target (full profile).
-
-    Works around the different constructors (``train=`` vs ``split=``) of torchvision's classes;
-    only the chosen images are decoded.
-    """
-    import torchvision.datasets as tvd
-
+    """Up to ``per_class`` training images per class of a torchvision target (full profile),
+    through the one adapter :func:`helpers.data.torchvision_set`."""
     if name not in FULL_TARGETS:
         raise ValueError(f"torchvision target must be one of {list(FULL_TARGETS)}, got {name!r}")
-    root = str(Path(root or Path.home() / ".cache" / "torchvision").expanduser())
-    cls = getattr(tvd, name)
-    kw = {"root": root, "download": download and name not in MANUAL_DOWNLOAD}
-    if name in ("CIFAR10", "CIFAR100"):
-        kw["train"] = True
-    elif name in ("FGVCAircraft", "OxfordIIITPet"):
-        kw["split"] = "trainval"
-    elif name in ("DTD", "Flowers102", "Food101", "StanfordCars"):
-        kw["split"] = "train"
     try:
-        ds = cls(**kw)
-    except RuntimeError as err:  # torchvision's "Dataset not found"
-        how = (f"torchvision cannot download it: put it there by hand ({MANUAL_DOWNLOAD[name]})"
-               if name in MANUAL_DOWNLOAD else
-               "set download=true (online) or data_root to a folder that holds it")
-        raise FileNotFoundError(f"targets: {name} is not under {root} ({err}); {how}, "
-                                "or leave it out of targets") from None
-    labels = _tv_labels(ds)
-    rng = np.random.default_rng(seed)
-    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
-                                   for c in np.unique(labels)]))
-    images = np.stack([pil_to_uint8(ds[int(i)][0], resolution) for i in keep])
-    classes = [str(c) for c in (getattr(ds, "classes", None) or getattr(ds, "categories", None)
-                                or range(int(labels.max()) + 1))]
-    out = data.ImageSet(torch.from_numpy(images), torch.from_numpy(labels[keep]), classes, name)
-    used = sorted(set(out.labels.tolist()))
-    return out.keep_classes([classes[i] for i in used])
+        return data.torchvision_set(name, root, train=True, resolution=resolution,
+                                    per_class=per_class, seed=seed, download=download)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"targets: {err}, or leave {name} out of targets") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,6 +419,13 @@ def _backbone(model, x):
     return model.forward_intermediates(x, indices=[])[0]
 
 
+def _head_views(model, x) -> tuple[np.ndarray, np.ndarray]:
+    """(pre-logits, logits) of one batch, from one backbone pass."""
+    h = _backbone(model, x)
+    return (model.forward_head(h, pre_logits=True).float().cpu().numpy(),
+            model.forward_head(h).float().cpu().numpy())
+
+
 def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
                weights: str | None = None) -> dict:
     """``{"pre_logits": (N, D), "logits": (N, classes)}``: the representation the source head
@@ -476,16 +439,10 @@ def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
     if path.exists():
         with np.load(path) as z:
             return {"pre_logits": z["pre_logits"], "logits": z["logits"]}
-    model.eval().to(device)
-    spec = input_spec(model)
-    feats, logits = [], []
-    with torch.inference_mode():
-        for start in range(0, len(d), batch_size):
-            x = models.preprocess(d.images[start:start + batch_size].to(device), spec)
-            h = _backbone(model, x)
-            feats.append(model.forward_head(h, pre_logits=True).float().cpu().numpy())
-            logits.append(model.forward_head(h).float().cpu().numpy())
-    out = {"pre_logits": np.concatenate(feats), "logits": np.concatenate(logits)}
+    parts = [out for _, out in models.predict_batches(model, d.images, _head_views, batch_size,
+                                                        device)]
+    out = {"pre_logits": np.concatenate([f for f, _ in parts]),
+           "logits": np.concatenate([g for _, g in parts])}
     with cache.atomic(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **out)
     return out
@@ -971,7 +928,8 @@ def plot_tau_heatmap(matrix: pd.DataFrame,
     import seaborn as sns
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.6 + 0.95 * matrix.shape[1], 0.8 + 0.4 * matrix.shape[0]))
+        _, ax = plt.subplots(figsize=plots.fit_width(1.6 + 0.95 * matrix.shape[1],
+                                                     0.8 + 0.4 * matrix.shape[0]))
     sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", cmap="RdBu", vmin=-1, vmax=1,
                 center=0, cbar=False, ax=ax, linewidths=0.5)
     if "mean" in matrix.columns:
@@ -993,12 +951,13 @@ def plot_scatter(scores: pd.DataFrame, accuracy: pd.DataFrame, target: str, metr
         raise ValueError(f"no scores for metric {metric!r} on target {target!r}")
     tau = weighted_tau(g["value"].to_numpy(), g["accuracy"].to_numpy())
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.8))
+        _, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 3.6))
     markers = "osD^vP*Xph"
+    colours = plots.palette(g["member"].tolist())
     for i, (_, r) in enumerate(g.iterrows()):
         ax.scatter(r["value"], 100 * r["accuracy"], s=55, marker=markers[i % len(markers)],
-                   color=f"C{i % 10}", label=r["member"], zorder=3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+                   color=colours[r["member"]], label=r["member"], zorder=3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel(f"{SCORE_LABELS.get(metric, metric)} (frozen features)")
     ax.set_ylabel("fine-tuned accuracy (%)")
     ax.set_title(f"{target}: {SCORE_LABELS.get(metric, metric)}, tau_w = {tau:.2f}")
@@ -1032,7 +991,7 @@ def plot_tau_intervals(intervals: pd.DataFrame, band: float | None = None, claim
     the top, ``claim`` highlighted; ``band``: the chance level of a mean over the targets."""
     t = intervals.iloc[::-1]
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 0.32 * len(t) + 1.0))
+        _, ax = plt.subplots(figsize=(6.5, 0.3 * len(t) + 1.0))
     colors = ["C3" if m == claim else "0.35" for m in t.index]
     y = np.arange(len(t))
     ax.errorbar(t["tau"], y, xerr=[t["tau"] - t["low"], t["high"] - t["tau"]], fmt="none",
@@ -1042,7 +1001,7 @@ def plot_tau_intervals(intervals: pd.DataFrame, band: float | None = None, claim
     ax.axvline(0, color="k", lw=0.8)
     if band is not None:
         ax.axvline(band, color="0.5", ls="--", lw=0.9, label="95 % chance level")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(loc="lower right")
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel("mean weighted Kendall tau over targets (95 % bootstrap interval)")
     ax.figure.tight_layout()
@@ -1085,14 +1044,14 @@ def plot_ablation(tau: pd.DataFrame, ax=None):
     t = pd.concat([t, mean], ignore_index=True)
     t["variant"] = t["metric"].map(SCORE_LABELS)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 3.6))
+        _, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 3.6))
     sns.barplot(data=t, x="target", y="tau", hue="variant",
                 hue_order=[SCORE_LABELS[m] for m in ABLATION], ax=ax)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("weighted Kendall tau")
     ax.set_xlabel("")
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.legend(ncol=2, loc="lower left")
     ax.set_title("FaCe ablation: each term alone vs their sum")
     ax.figure.tight_layout()
     return ax.figure
@@ -1105,14 +1064,14 @@ def plot_tau_by_depth(tau: pd.DataFrame, band: float | None = None, ax=None):
     t = tau.groupby(["rel_depth", "metric"], as_index=False)["tau"].mean()
     t["metric"] = t["metric"].map(SCORE_LABELS)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.2, 3.8))
+        _, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 3.6))
     sns.lineplot(data=t, x="rel_depth", y="tau", hue="metric", marker="o", ax=ax)
     if band is not None:
         ax.axhline(band, color="grey", ls="--", lw=1, label="chance, 95 %")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("relative depth of the scored layer (first = 0, last = 1)")
     ax.set_ylabel("mean tau_w over targets")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title("Which layer's features predict transfer?")
     ax.figure.tight_layout()
     return ax.figure
@@ -1120,7 +1079,8 @@ def plot_tau_by_depth(tau: pd.DataFrame, band: float | None = None, ax=None):
 
 def plot_targets(data_sets: dict, seed: int = 0):
     """A strip of 14 training images per target of ``{name: (train, test)}``, one row each."""
-    fig, axes = plt.subplots(len(data_sets), 1, figsize=(10, 0.9 * len(data_sets) + 0.3))
+    fig, axes = plt.subplots(len(data_sets), 1,
+                             figsize=(plots.PAGE_WIDTH, 0.75 * len(data_sets) + 0.3))
     for ax, (name, (train, _)) in zip(np.atleast_1d(axes), data_sets.items()):
         idx = np.random.default_rng(seed).choice(len(train), size=min(14, len(train)),
                                                  replace=False)
@@ -1128,7 +1088,7 @@ def plot_targets(data_sets: dict, seed: int = 0):
                                axis=1)
         ax.imshow(strip, cmap="gray")
         ax.set_axis_off()
-        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_title(name, fontsize=10, loc="left")
     fig.tight_layout()
     return fig
 

@@ -18,14 +18,11 @@ the analysis (which variables, which OOD sets are shown) reuses everything.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 
 from .. import cache, data, features, models, plots, zoo
@@ -34,6 +31,7 @@ from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
 from ..metrics.intervals import paired_effect, percentile_interval
 from ..metrics.ood import strength
+from ..names import did_you_mean
 
 #: The variables of the study, in the chapter's order.
 VARIABLES = ("resolution", "augmentation", "classes", "depth", "architecture")
@@ -135,20 +133,15 @@ def load_member(model: str, resolution: int | None = None, scale: str = "default
         info = {"source_classes": None, "source": "ImageNet (hub weights)", "augment": None,
                 "train_resolution": None, "source_accuracy": None}
     info.update({"member": member_id(model, resolution), "model": model,
-                 "layers": len(models.layer_names(net)), "is_vit": is_vit(net),
+                 "layers": len(models.layer_names(net)), "is_vit": models.is_token_model(net),
                  "params_M": sum(p.numel() for p in net.parameters()) / 1e6})
     return net.eval(), info
-
-
-def is_vit(net) -> bool:
-    """Transformers (a token sequence per layer) vs CNNs (a feature map per layer)."""
-    return getattr(net, "num_prefix_tokens", None) is not None and hasattr(net, "blocks")
 
 
 def pooling_for(net, cnn_pooling: str = "pool2x2") -> tuple[str, bool]:
     """(pooling, final norm) of the tunnel protocol: CNN stage -> ``cnn_pooling`` (the paper:
     2x2 average pool, flatten); ViT block -> mean of the patch tokens after the final norm."""
-    return ("mean", True) if is_vit(net) else (cnn_pooling, False)
+    return ("mean", True) if models.is_token_model(net) else (cnn_pooling, False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,11 +223,7 @@ def check_sets(names) -> None:
     known = set(EMBEDDED_SETS) | set(VARIATIONS) | set(data.torchvision_names())
     for name in names:
         if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"ood_sets: unknown set {name!r}{hint}; allowed: "
+            raise ValueError(f"ood_sets: unknown set {name!r}{did_you_mean(name, sorted(known))}; allowed: "
                              f"{list(EMBEDDED_SETS) + list(VARIATIONS)} or a torchvision class")
 
 
@@ -251,86 +240,11 @@ def _build_set(name, resolution, per_class, seed, style_chars, root, download):
                "invert": lambda: data.invert(glyphs),
                "noise": lambda: data.add_noise(glyphs, 0.3, seed=seed)}[name]()
     elif name in data.torchvision_names():
-        return torchvision_subset(name, per_class, resolution=resolution, seed=seed, root=root,
-                                  download=download)
+        return data.torchvision_set(name, root, train=False, resolution=resolution,
+                                    per_class=per_class, seed=seed, download=download)
     else:
         check_sets([name])
     return _at_most(out, per_class, seed)
-
-
-def torchvision_subset(name: str, per_class: int, resolution: int = 224, seed: int = 0,
-                       root=None, download: bool = False) -> ImageSet:
-    """``per_class`` images of every class of a torchvision data set's evaluation split
-    (``split="test"``, else ``"val"``, else ``train=False``), decoded and resized only for the
-    images drawn, so large sets never sit in memory (the full profile)."""
-    import torchvision.datasets as tvd
-
-    cls = getattr(tvd, name)
-    params = inspect.signature(cls.__init__).parameters
-    root = Path(root or Path.home() / ".cache" / "torchvision").expanduser()
-    kwargs = {}
-    if "root" in params:
-        kwargs["root"] = str(root)
-    if "download" in params:
-        kwargs["download"] = download
-    attempts = ([{"split": "test"}, {"split": "val"}] if "split" in params
-                else [{"train": False}] if "train" in params else [{}])
-    error = None
-    for extra in attempts:
-        try:
-            ds = cls(**kwargs, **extra)
-            break
-        except ValueError as err:  # a split name this set does not have
-            error = err
-    else:
-        raise ValueError(f"{name}: no test or val split ({error})")
-    labels = _targets(ds)
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        picked.append(np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False)))
-    picked = np.concatenate(picked)
-    images = np.stack([_square_uint8(ds[int(i)][0], resolution) for i in picked])
-    present = np.unique(labels)
-    names = list(getattr(ds, "classes", []) or [])
-    classes = [_class_name(names[c]) if len(names) > labels.max() else str(c) for c in present]
-    codes = np.searchsorted(present, labels[picked])
-    return ImageSet(torch.from_numpy(images), torch.as_tensor(codes), classes, name.lower())
-
-
-def _class_name(name) -> str:
-    """Imagenette names a class by a tuple of synonyms: keep the first."""
-    return str(name[0]) if isinstance(name, (tuple, list)) else str(name)
-
-
-def _targets(ds) -> np.ndarray:
-    for attr in ("targets", "labels", "_labels"):
-        if hasattr(ds, attr):
-            return np.asarray(getattr(ds, attr), dtype=np.int64).ravel()
-    if hasattr(ds, "_samples"):  # Imagenette
-        return np.asarray([s[1] for s in ds._samples], dtype=np.int64)
-    return np.asarray([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
-
-
-def _square_uint8(img, resolution: int) -> np.ndarray:
-    """A PIL image (or CHW tensor) -> (3, resolution, resolution) uint8: shorter side resized,
-    centre crop."""
-    from PIL import Image
-
-    if isinstance(img, torch.Tensor):
-        arr = img.detach().cpu().numpy()
-        arr = (arr * 255 if arr.dtype.kind == "f" else arr).clip(0, 255).astype(np.uint8)
-        img = Image.fromarray(arr.transpose(1, 2, 0).squeeze(-1) if arr.shape[0] == 1
-                              else arr.transpose(1, 2, 0))
-    img = img.convert("RGB")
-    w, h = img.size
-    s = resolution / min(w, h)
-    img = img.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - resolution) // 2, (h - resolution) // 2
-    img = img.crop((left, top, left + resolution, top + resolution))
-    return np.asarray(img).transpose(2, 0, 1).copy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -792,10 +706,6 @@ def record_verdicts(verdicts_table: pd.DataFrame, table: pd.DataFrame) -> dict:
 # Figures
 # --------------------------------------------------------------------------------------------
 
-def _palette(n: int):
-    return sns.color_palette("colorblind", max(n, 2))
-
-
 def draw_curves(ax, curves: pd.DataFrame, summary: pd.DataFrame, member: str, ood: str | None,
                 color=None, label: str | None = None, x: str = "depth", show_id: bool = True
                 ) -> None:
@@ -821,22 +731,23 @@ def draw_curves(ax, curves: pd.DataFrame, summary: pd.DataFrame, member: str, oo
         ax.plot(c[x].iloc[pivot], c.accuracy.iloc[pivot], marker="v", ms=8, color=color,
                 markeredgecolor="black", markeredgewidth=0.5, ls="none")
         ax.annotate(f"{s.retained.iloc[0]:.0f}%", (c[x].iloc[-1], c.accuracy.iloc[-1]),
-                    textcoords="offset points", xytext=(4, -3), fontsize=7, color=color)
+                    textcoords="offset points", xytext=(4, -3), fontsize=8, color=color)
 
 
 def plot_variable(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFrame,
-                  variable: str, oods=None, height: float = 2.6):
+                  variable: str, oods=None, height: float = 2.4):
     """The figure the chapter shows per variable: a first panel with the ID probe curves of
     every setting of ``variable``, then one panel per OOD set with the OOD curves and each
-    tunnel marked. Each panel has its own y range (chance = 1 / classes differs)."""
+    tunnel marked, two panels a row. Each panel has its own y range (chance = 1 / classes
+    differs). A backbone has its colour of every figure (:func:`helpers.plots.palette`)."""
     t = table[table.variable == variable].sort_values("order")
     oods = list(oods or [d for d in curves.dataset.unique() if d != "ID"])
-    colors = _palette(len(t))
+    colors = list(plots.palette(t.member.tolist()).values())
     panels = ["ID"] + oods
-    ncols = min(len(panels), 3)
+    ncols = min(len(panels), 2)
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(height * 1.35 * ncols, height * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=plots.fit_width(height * 1.35 * ncols, height * nrows))
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
@@ -849,7 +760,7 @@ def plot_variable(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFra
             if chance > low - 0.25 * (high - low):
                 ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.set_title("ID (each backbone's source task)" if panel == "ID" else f"OOD: {panel}",
-                     fontsize=9)
+                     fontsize=10)
         ax.set_xlabel("relative depth")
     for row in axes:
         row[0].set_ylabel("probe accuracy")
@@ -860,39 +771,37 @@ def plot_variable(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFra
                 plt.Line2D([], [], color="grey", lw=7, alpha=0.3, label="tunnel"),
                 plt.Line2D([], [], color="grey", marker="v", ls="none", label="pivot"),
                 plt.Line2D([], [], color="grey", ls=":", label="chance")]
-    fig.suptitle(VARIABLE_LABELS[variable], fontsize=11)
+    fig.suptitle(VARIABLE_LABELS[variable])
     spare = list(axes.flat[len(panels):])
+    fig.tight_layout()
     if spare:  # the legend in the empty panel
-        spare[0].legend(handles=handles, loc="center", fontsize=8, frameon=False)
-        fig.tight_layout()
+        spare[0].legend(handles=handles, loc="center", frameon=False)
     else:
-        fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.12 / nrows))
-        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
-                   bbox_to_anchor=(0.5, 0.97 - 0.02 / nrows), frameon=False)
+        fig.legend(handles=handles, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0),
+                   frameon=False)
     return fig
 
 
-def plot_geometry(geom: pd.DataFrame, table: pd.DataFrame, height: float = 2.4):
-    """Numerical rank and NC1 of the ID representation at every layer: one column per
-    variable, one line per setting (compression = falling rank / NC1 in the tunnel)."""
+def plot_geometry(geom: pd.DataFrame, table: pd.DataFrame, height: float = 2.2):
+    """Numerical rank and NC1 of the ID representation at every layer: one row per variable
+    (numerical rank left, NC1 right), one line per setting (compression = falling rank / NC1
+    in the tunnel)."""
     variables = list(dict.fromkeys(table.variable))
-    fig, axes = plt.subplots(len(GEOMETRY), len(variables),
-                             figsize=(height * 1.3 * len(variables), height * len(GEOMETRY)),
-                             squeeze=False)
-    for j, variable in enumerate(variables):
+    fig, axes = plt.subplots(len(variables), len(GEOMETRY), squeeze=False,
+                             figsize=(plots.PAGE_WIDTH, height * len(variables)))
+    for i, variable in enumerate(variables):
         t = table[table.variable == variable].sort_values("order")
-        for color, row in zip(_palette(len(t)), t.itertuples()):
+        for color, row in zip(plots.palette(t.member.tolist()).values(), t.itertuples()):
             g = geom[geom.member == row.member]
-            for i, metric in enumerate(GEOMETRY):
+            for j, metric in enumerate(GEOMETRY):
                 m = g[g.metric == metric].sort_values("layer_index")
                 axes[i, j].plot(m.depth, m.value, marker="o", ms=3, color=color, label=row.setting)
-        axes[0, j].set_title(VARIABLE_LABELS[variable], fontsize=9)
-        axes[0, j].legend(fontsize=6)
-        axes[-1, j].set_xlabel("relative depth")
-    axes[0, 0].set_ylabel("numerical rank")
-    axes[1, 0].set_ylabel("NC1 (log)")
-    for ax in axes[1]:
-        ax.set_yscale("log")
+        for ax, label in zip(axes[i], ("numerical rank", "NC1 (log)")):
+            ax.set_title(f"{VARIABLE_LABELS[variable]}: {label}", fontsize=10)
+        axes[i, 1].set_yscale("log")
+        axes[i, 1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("relative depth")
     fig.tight_layout()
     return fig
 
@@ -901,7 +810,7 @@ def plot_set(name: str, seed: int = 0, **set_options):
     """Sixteen images of one probe set (:func:`load_set` with ``set_options``), titled with its
     numbers of classes and images."""
     s = load_set(name, seed=seed, **set_options)
-    return plots.image_grid(s, n=16, per_row=16, seed=seed,
+    return plots.image_grid(s, n=16, seed=seed,
                             title=f"{name}: {len(s.classes)} classes, {len(s)} images")
 
 
