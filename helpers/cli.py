@@ -8,6 +8,7 @@ and exit status 2. A chapter that fails ends it with exit status 1.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shlex
@@ -212,9 +213,14 @@ def record_run(notebook: Path, profile: str, seconds: float,
     nbformat.write(nb, notebook)
 
 
+#: calls whose cells only put the run's numbers and figures where the text cites them
+GLUE_CALLS = ("glue", "glue_record", "glue_figures")
+
+
 def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any]) -> None:
     """Hide the code cells right after the opening text (parameters, papermill's injected
-    copy, setup, imports) behind the page's "show code" toggle, and put a short "rerun this
+    copy, setup, imports) behind the page's "show code" toggle, and the source of every cell
+    that only glues (:func:`glue_only`; its figures stay in view), and put a short "rerun this
     chapter" box after the opening text: the command, the run's profile, device and time, and
     the executed notebook to download."""
     import nbformat
@@ -228,6 +234,11 @@ def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any]) -> Non
         tags = cell.metadata.setdefault("tags", [])
         if not {"remove-cell", "hide-cell"} & set(tags):
             tags.append("hide-cell")
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if (cell.cell_type == "code" and glue_only(cell.source)
+                and not {"remove-cell", "hide-cell", "remove-input", "hide-input"} & set(tags)):
+            cell.metadata["tags"] = [*tags, "hide-input"]
     meta = nb.metadata["helpers"]
     command = " ".join(["python -m helpers run", chapter_id, "--profile", meta["profile"]]
                        + [f"-p {shlex.quote(f'{k}={json.dumps(v)}')}"
@@ -241,6 +252,17 @@ def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any]) -> Non
     cell = nbformat.v4.new_markdown_cell(box)
     cell.metadata["tags"] = ["rerun-box"]
     nb.cells.insert(first + 1, cell)
+
+
+def glue_only(source: str) -> bool:
+    """Whether a code cell's every statement is a call of :data:`GLUE_CALLS`."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # an IPython magic: not glue
+        return False
+    calls = [s.value.func for s in body if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)]
+    names = [getattr(f, "id", None) or getattr(f, "attr", None) for f in calls]
+    return bool(body) and len(names) == len(body) and all(n in GLUE_CALLS for n in names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -410,3 +410,23 @@ def test_fold_plumbing_hides_the_opening_code_and_adds_a_rerun_box() -> None:
     assert "`python -m helpers run tunnel --profile default -p 'noises=[0.0, 0.4]'`" in box
     assert "CPU (2 cores), 1.5 min, 2026-12-02" in box
     assert "{download}`tunnel.ipynb <tunnel.ipynb>`" in box
+
+
+def test_fold_plumbing_hides_the_source_of_cells_that_only_glue() -> None:
+    import nbformat
+
+    from helpers.cli import fold_plumbing, glue_only
+
+    assert glue_only('glue_record({"a_fig": plot(x)})\nglue_figures({})')
+    assert glue_only("helpers.chapters.glue_record(r)")
+    assert not glue_only("r = record(x)\nglue_record(r)")  # computes: stays in view
+    assert not glue_only("%matplotlib inline") and not glue_only("")
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell("# Title"), v4.new_code_cell("x = 1"),
+                                v4.new_markdown_cell("text"), v4.new_code_cell("glue_record(r)"),
+                                v4.new_code_cell("plot()")])
+    nb.metadata["helpers"] = {"profile": "default", "seconds": 1.0, "device": "CPU",
+                              "date": "2026-12-02"}
+    fold_plumbing(nb, "tunnel", {})
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert tags[4:] == [["hide-input"], []]
