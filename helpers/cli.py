@@ -11,6 +11,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -209,20 +210,38 @@ def record_run(notebook: Path, profile: str, seconds: float,
     nb = nbformat.read(notebook, as_version=4)
     nb.metadata["helpers"] = {"profile": profile, "seconds": round(seconds, 1), "device": device,
                               "date": time.strftime("%Y-%m-%d")}
-    fold_plumbing(nb, notebook.stem, overrides or {})
+    fold_plumbing(nb, notebook.stem, overrides or {}, launch_links(notebook.stem))
     nbformat.write(nb, notebook)
+
+
+def launch_links(chapter_id: str, config: Path | None = None) -> str:
+    """" Open it in Binder or Colab." links to the chapter's notebook in the repository that
+    ``_config.yml`` names (``repository.url``, a GitHub URL, and ``repository.branch``), the
+    one place to set; an empty string while none is set (no links, no broken ones)."""
+    import yaml
+
+    repo = (yaml.safe_load((config or chapters.ROOT / "_config.yml").read_text()) or {}).get(
+        "repository") or {}
+    match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", repo.get("url") or "")
+    if not match:
+        return ""
+    org, name, branch = *match.groups(), repo.get("branch") or "main"
+    path = f"notebooks/{chapter_id}.ipynb"
+    return (f" Open it in [Binder](https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/"
+            f"tree/{path}) or [Colab](https://colab.research.google.com/github/{org}/{name}/"
+            f"blob/{branch}/{path}).")
 
 
 #: calls whose cells only put the run's numbers and figures where the text cites them
 GLUE_CALLS = ("glue", "glue_record", "glue_figures")
 
 
-def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any]) -> None:
+def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any], launch: str = "") -> None:
     """Hide the code cells right after the opening text (parameters, papermill's injected
     copy, setup, imports) behind the page's "show code" toggle, and the source of every cell
     that only glues (:func:`glue_only`; its figures stay in view), and put a short "rerun this
     chapter" box after the opening text: the command, the run's profile, device and time, and
-    the executed notebook to download."""
+    the executed notebook to download, and ``launch`` (:func:`launch_links`)."""
     import nbformat
 
     first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
@@ -248,7 +267,7 @@ def fold_plumbing(nb: Any, chapter_id: str, overrides: Mapping[str, Any]) -> Non
            f"{meta['seconds'] / 60:.1f} min, {meta['date']}). Change a parameter with "
            f"`-p NAME=VALUE`; `python -m helpers list {chapter_id}` lists them and their allowed "
            f"values; `make lab` opens the chapter in JupyterLab. The executed notebook: "
-           f"{{download}}`{chapter_id}.ipynb <{chapter_id}.ipynb>`.\n```")
+           f"{{download}}`{chapter_id}.ipynb <{chapter_id}.ipynb>`.{launch}\n```")
     cell = nbformat.v4.new_markdown_cell(box)
     cell.metadata["tags"] = ["rerun-box"]
     nb.cells.insert(first + 1, cell)

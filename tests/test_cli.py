@@ -412,6 +412,19 @@ def test_fold_plumbing_hides_the_opening_code_and_adds_a_rerun_box() -> None:
     assert "{download}`tunnel.ipynb <tunnel.ipynb>`" in box
 
 
+def test_launch_links_come_from_the_one_configured_repository(tmp_path) -> None:
+    from helpers.cli import launch_links
+
+    config = tmp_path / "_config.yml"
+    config.write_text("repository:\n  url: ''\n")
+    assert launch_links("tunnel", config) == ""  # none configured: no links, none broken
+    config.write_text("repository:\n  url: https://github.com/org/book.git\n  branch: dev\n")
+    links = launch_links("tunnel", config)
+    assert "(https://mybinder.org/v2/gh/org/book/dev?urlpath=lab/tree/notebooks/tunnel.ipynb)" in links
+    assert "(https://colab.research.google.com/github/org/book/blob/dev/notebooks/tunnel.ipynb)" in links
+    assert launch_links("tunnel") == ""  # the repository's own _config.yml names none yet
+
+
 def test_fold_plumbing_hides_the_source_of_cells_that_only_glue() -> None:
     import nbformat
 
