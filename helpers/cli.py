@@ -220,8 +220,9 @@ def launch_links(chapter_id: str, config: Path | None = None) -> str:
     one place to set; an empty string while none is set (no links, no broken ones)."""
     import yaml
 
-    repo = (yaml.safe_load((config or chapters.ROOT / "_config.yml").read_text()) or {}).get(
-        "repository") or {}
+    config = config or chapters.ROOT / "_config.yml"
+    settings = yaml.safe_load(config.read_text()) if config.exists() else None
+    repo = (settings or {}).get("repository") or {}
     match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", repo.get("url") or "")
     if not match:
         return ""

@@ -423,6 +423,7 @@ def test_launch_links_come_from_the_one_configured_repository(tmp_path) -> None:
     assert "(https://mybinder.org/v2/gh/org/book/dev?urlpath=lab/tree/notebooks/tunnel.ipynb)" in links
     assert "(https://colab.research.google.com/github/org/book/blob/dev/notebooks/tunnel.ipynb)" in links
     assert launch_links("tunnel") == ""  # the repository's own _config.yml names none yet
+    assert launch_links("tunnel", tmp_path / "absent.yml") == ""
 
 
 def test_fold_plumbing_hides_the_source_of_cells_that_only_glue() -> None:
