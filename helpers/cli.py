@@ -215,9 +215,9 @@ def record_run(notebook: Path, profile: str, seconds: float,
 
 
 def launch_links(chapter_id: str, config: Path | None = None) -> str:
-    """" Open it in Binder or Colab." links to the chapter's notebook in the repository that
-    ``_config.yml`` names (``repository.url``, a GitHub URL, and ``repository.branch``), the
-    one place to set; an empty string while none is set (no links, no broken ones)."""
+    """A sentence that opens the chapter's notebook in Binder and Colab, from the repository
+    that ``_config.yml`` names (``repository.url``, a GitHub URL, and ``repository.branch``),
+    the one place to set; an empty string while none is set (no links, no broken ones)."""
     import yaml
 
     config = config or chapters.ROOT / "_config.yml"

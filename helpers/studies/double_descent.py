@@ -202,15 +202,11 @@ class _Tail(nn.Module):
         return self.fc(self.blocks(x).mean(dim=(2, 3)))
 
 
-@torch.no_grad()
 def _prefix(model: models.SmallCNN, k: int, images: torch.Tensor, batch_size: int = 1024):
     """Output of the first ``k`` (frozen, eval-mode) blocks for uint8 images."""
     return torch.cat([out for _, out in models.predict_batches(
-        model.blocks[:k], images, _call, batch_size, device="cpu", spec=models.input_spec(model))])
-
-
-def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return module(x)
+        model.blocks[:k], images, batch_size=batch_size, device="cpu",
+        spec=models.input_spec(model))])
 
 
 class _Inputs:
