@@ -36,7 +36,7 @@ STAGES = [
                         "helpers/data/real.py", "helpers/data/variations.py")),
     ("metrics", ("helpers/metrics/",)),
     ("pre-training (zoo)", ("helpers/zoo.py",)),
-    ("double descent training", ("transfer_run (",)),
+    ("double descent training", ("train_tail (",)),
     ("fine-tuning", ("helpers/train.py", "finetune (")),
     ("extraction", ("helpers/features.py", "pre_logits (", "forward_intermediates")),
     ("figures", ("matplotlib/", "seaborn/")),

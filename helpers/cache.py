@@ -14,6 +14,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
+import io
 import json
 import os
 import pickle
@@ -446,3 +447,96 @@ def verified_report(report_file: Path, weights: Path) -> dict | None:
     if report and Path(weights).exists() and report.get("sha256") == file_sha256(weights):
         return report
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the memoizer: one cached result per (function, arguments, code)
+
+def fingerprint(value):
+    """A JSON-able identity of a job argument: data sets by their pixels and labels, models by
+    their weights, arrays and tables by their bytes, containers element-wise; a TypeError
+    names any other kind (its ``repr`` could hold a memory address, or miss its content)."""
+    from .data import ImageSet
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, ImageSet):
+        return {"ImageSet": value.fingerprint}
+    if isinstance(value, torch.nn.Module):
+        return {type(value).__name__: weights_hash(value)}
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        array = np.ascontiguousarray(array)
+        digest = hashlib.sha256(array.view(np.uint8).tobytes()).hexdigest()[:32]
+        return {"array": [str(array.dtype), list(array.shape), digest]}
+    if isinstance(value, dict):
+        return {str(k): fingerprint(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [fingerprint(v) for v in value]
+    import pandas as pd
+
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        text = value.to_json(orient="split", double_precision=15)
+        return {"table": hashlib.sha256(text.encode()).hexdigest()[:32]}
+    raise TypeError(f"cannot key a cache entry on a {type(value).__name__}; pass plain values, "
+                    "arrays, tables, data sets or models")
+
+
+def entry(fn: Callable, folder: str, args: tuple = (), kwargs: dict | None = None,
+          depends_on: dict | None = None) -> Path:
+    """Where :func:`memo` keeps ``fn(*args, **kwargs)``: ``cache_dir()/folder``, named by the
+    function and a key of its arguments as bound to its signature (:func:`fingerprint`; a
+    ``progress`` argument, which changes no result, left out), of ``depends_on`` and of the
+    code (:func:`make_key`)."""
+    bound = inspect.signature(fn).bind(*args, **(kwargs or {}))
+    bound.apply_defaults()  # f(x, 2) and f(x, seed=2) are one entry
+    arguments = {k: v for k, v in bound.arguments.items() if k != "progress"}
+    key = make_key(fn, function=f"{fn.__module__}.{fn.__qualname__}",
+                   arguments=fingerprint(arguments),
+                   depends_on=fingerprint(depends_on or {}))
+    return cache_dir() / folder / f"{fn.__name__}-{key}.pt"
+
+
+def memo(fn: Callable, *args, folder: str, cached_only: bool = False,
+         depends_on: dict | None = None, **kwargs):
+    """``fn(*args, **kwargs)``, computed once per key (:func:`entry`) and kept: written
+    atomically with its sha256, read back only when that still matches (a truncated or altered
+    entry is recomputed), built by one process at a time. ``depends_on``: what else the result
+    depends on (e.g. the font files found). ``cached_only``: the cached result or None,
+    computing nothing. The one cache of the studies' jobs (``helpers.jobs.run(...,
+    cache=folder)``)."""
+    path = entry(fn, folder, args, kwargs, depends_on)
+    found, value = _read_entry(path)
+    if found or cached_only:
+        return value
+    with locked(path):
+        found, value = _read_entry(path)
+        if not found:
+            value = fn(*args, **kwargs)
+            buffer = io.BytesIO()
+            torch.save(value, buffer)
+            payload = buffer.getvalue()
+            with atomic(path) as tmp:
+                tmp.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    return value
+
+
+def _read_entry(path: Path) -> tuple[bool, object]:
+    """(True, value) of a :func:`memo` entry whose checksum matches; else (False, None), and
+    an entry that fails its checksum is removed with a warning."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return False, None
+    digest, _, payload = raw.partition(b"\n")
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        warnings.warn(f"cache entry {path.name} is corrupted (checksum): recomputing")
+        path.unlink(missing_ok=True)
+        return False, None
+    return True, torch.load(io.BytesIO(payload), weights_only=False)

@@ -47,23 +47,28 @@ def resolve_pooling(model, pooling: str) -> str:
 
 
 def pool(output, how: str) -> torch.Tensor:
-    """One layer's output (NCHW tensor, or (NCHW, prefix tokens) for ViTs) -> (N, D)."""
+    """One layer's output (NCHW tensor or (N, L, D) tokens, with the prefix tokens as a pair
+    for ViTs) -> (N, D)."""
     spatial, prefix = output if isinstance(output, tuple) else (output, None)
     if how == "cls":
         return prefix[:, 0]
-    if spatial.ndim == 3:  # tokens (N, L, D) from a hooked transformer: no grid
+    if spatial.ndim == 3:  # tokens (N, L, D): a transformer's layer without a grid
         return spatial.mean(dim=1)
     if how == "mean":
         return spatial.mean(dim=(2, 3))
     return F.adaptive_avg_pool2d(spatial, 2).flatten(1)
 
 
-def forward_layers(model, x: torch.Tensor, indices: list[int], norm: bool = False):
-    """(logits, [layer outputs]) from one forward pass."""
+def forward_layers(model, x: torch.Tensor, indices: list[int], norm: bool = False,
+                   grid: bool = True):
+    """(logits, [layer outputs]) from one forward pass. ``grid=False``: a transformer's
+    layers stay token sequences (N, L, D), not reshaped into a feature map (no copy)."""
     if hasattr(model, "forward_intermediates"):
         kwargs = {"return_prefix_tokens": True} if _has_prefix(model) else {}
         if norm:
             kwargs["norm"] = True
+        if not grid and is_token_model(model):
+            kwargs["output_fmt"] = "NLC"
         final, inter = model.forward_intermediates(x, indices=indices, **kwargs)
         return model.forward_head(final), inter
     names = layer_names(model)
@@ -109,12 +114,12 @@ def extract(model, data: ImageSet, layers="all", pooling: str = "auto", batch_si
     names = [layer_names(model)[i] for i in indices]
     how = resolve_pooling(model, pooling)
     spec = input_spec(model)
-    key = cache_key(model, data, layers, pooling, norm, device)
-    root = cache.cache_dir() / "features"
-    entry = root / key
     if not use_cache:
         return _compute(model, data, indices, names, how, spec, batch_size, device, norm,
                         progress, None)
+    key = cache_key(model, data, layers, pooling, norm, device)
+    root = cache.cache_dir() / "features"
+    entry = root / key
     with cache.locked(entry):
         meta = cache.verify(entry) if entry.exists() else None
         if meta is None:
@@ -196,7 +201,8 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
     bar = tqdm(total=n, initial=done, desc="features", unit="img", disable=not progress,
                leave=False)
     batches = predict_batches(model, data.images[done:],
-                              lambda m, x: forward_layers(m, x, indices, norm),
+                              lambda m, x: forward_layers(m, x, indices, norm,
+                                                          grid=how == "pool2x2"),
                               batch_size, device, spec)
     for offset, (logits, outs) in batches:
         start = done + offset

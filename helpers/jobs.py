@@ -19,6 +19,7 @@ it is checked when the cluster is first used. The book's "Beyond one machine" (R
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -57,15 +58,20 @@ def use_scheduler(value: str) -> None:
 
 
 def run(fn: Callable, jobs: Iterable, workers: int = 1, label: str | None = None,
-        cached_first: bool = False, **shared) -> list:
+        cached_first: bool = False, cache: str | None = None, **shared) -> list:
     """``[fn(*job, **shared) for job in jobs]``, in job order, on :func:`scheduler`.
 
-    ``fn`` must be a module-level function. With ``cached_first``, ``fn(*job, **shared,
-    cached_only=True)`` runs here first and only the jobs it returns None for (not cached) are
-    sent out, so a rerun starts no process. ``label``: one progress bar (done/total, ETA).
+    ``fn`` must be a module-level function. ``cache``: each result is kept by
+    :func:`helpers.cache.memo` in that folder of the cache (the worker writes it, so a killed
+    sweep keeps what it finished), and the cached ones are read here. With ``cached_first``
+    (implied by ``cache``), ``fn(*job, **shared, cached_only=True)`` runs here first and only
+    the jobs it returns None for (not cached) are sent out, so a rerun starts no process.
+    ``label``: one progress bar (done/total, ETA).
     """
     if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if cache is not None:
+        fn, cached_first = functools.partial(_memo, fn, cache), True
     jobs = [tuple(j) for j in jobs]
     out = [None] * len(jobs)
     todo = list(range(len(jobs)))
@@ -89,6 +95,13 @@ def run(fn: Callable, jobs: Iterable, workers: int = 1, label: str | None = None
     finally:
         bar.close()
     return out
+
+
+def _memo(fn: Callable, folder: str, *args, cached_only: bool = False, **kwargs):
+    """``fn(*args, **kwargs)`` through the one memoizer (a module function: workers import it)."""
+    from .cache import memo
+
+    return memo(fn, *args, folder=folder, cached_only=cached_only, **kwargs)
 
 
 def _progress(label: str | None, total: int):

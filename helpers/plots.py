@@ -64,6 +64,27 @@ def palette(names) -> dict:
     return {name: chosen[name] for name in names}
 
 
+def spread(positions, gap: float) -> np.ndarray:
+    """``positions`` moved apart to at least ``gap`` from each other, each as little as it
+    takes (labels beside the ends of curves that end close together), in the given order."""
+    y = np.asarray(positions, dtype=float)
+    order = np.argsort(y, kind="stable")
+    out = y[order].copy()
+    for _ in range(len(out)):  # push up, then centre each cluster on its original mean
+        for i in range(1, len(out)):
+            out[i] = max(out[i], out[i - 1] + gap)
+        start = 0
+        for i in range(1, len(out) + 1):
+            if i == len(out) or out[i] - out[i - 1] > gap + 1e-12:
+                out[start:i] += y[order][start:i].mean() - out[start:i].mean()
+                start = i
+        if np.all(np.diff(out) >= gap - 1e-9):
+            break
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
 def image_grid(data: ImageSet, n: int = 32, per_row: int = 8, title: str | None = None, seed: int = 0):
     """A grid of ``n`` random images with their class names (Chapter 1 shows the domains).
 

@@ -146,3 +146,92 @@ def test_a_monkeypatched_helper_changes_the_key_and_undoing_it_restores_it(monke
     patched = cache.code_hash(zoo.pretrain)
     monkeypatch.undo()
     assert patched != before and cache.code_hash(zoo.pretrain) == before
+
+
+# ---------------------------------------------------------------- the memoizer
+
+CALLS = []
+
+
+def _square_sum(values, offset=0, *, scale=1.0):
+    """A job: counts its calls in this process (so a test sees whether it ran)."""
+    CALLS.append(1)
+    return {"sum": float((values ** 2).sum()) * scale + offset}
+
+
+def _with_progress(x, progress=False):
+    return x
+
+
+def test_a_progress_argument_is_not_part_of_the_key():
+    quiet = cache.entry(_with_progress, "t", (1,))
+    assert cache.entry(_with_progress, "t", (1,), {"progress": True}) == quiet
+    assert cache.entry(_with_progress, "t", (2,)) != quiet
+    assert cache.entry(_with_progress, "t", (1,), depends_on={"fonts": ["a"]}) != quiet
+
+
+def _slow_square(x, pid_dir):
+    """A job for worker processes: leaves its process id behind."""
+    from pathlib import Path
+
+    (Path(pid_dir) / f"{os.getpid()}-{x}").touch()
+    return x * x
+
+
+def test_memo_computes_once_per_arguments_as_bound_and_recomputes_a_corrupted_entry(
+        tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    CALLS.clear()
+    x = np.arange(4.0)
+    first = cache.memo(_square_sum, x, 1, folder="t", scale=2.0)
+    assert first == {"sum": 29.0} and len(CALLS) == 1
+    assert cache.memo(_square_sum, x.copy(), offset=1, scale=2.0, folder="t") == first
+    assert len(CALLS) == 1  # the same values, positional or by name: loaded
+    assert cache.memo(_square_sum, x + 1, 1, folder="t", scale=2.0) == {"sum": 61.0}
+    assert len(CALLS) == 2
+    entry = cache.entry(_square_sum, "t", (x, 1), {"scale": 2.0})
+    entry.write_bytes(entry.read_bytes()[:-3])  # truncated
+    with pytest.warns(UserWarning, match="corrupted"):
+        assert cache.memo(_square_sum, x, 1, folder="t", scale=2.0) == first
+    assert len(CALLS) == 3 and cache.memo(_square_sum, x, 1, folder="t", scale=2.0) == first
+    assert cache.memo(_square_sum, x * 5, folder="t", cached_only=True) is None
+    assert len(CALLS) == 3
+
+
+def test_memo_keys_data_sets_and_models_by_content_and_refuses_what_it_cannot_key():
+    import numpy as np
+    import torch
+
+    from helpers import data, models
+
+    glyphs = data.glyphs(chars="ab", per_pair=1, resolution=16)
+    same = data.glyphs(chars="ab", per_pair=1, resolution=16)
+    assert cache.fingerprint(glyphs) == cache.fingerprint(same)
+    torch.manual_seed(0)
+    a = models.create("smallcnn", 2, width=4, depth=2)
+    torch.manual_seed(0)
+    b = models.create("smallcnn", 2, width=4, depth=2)
+    assert cache.fingerprint(a) == cache.fingerprint(b)
+    with torch.no_grad():
+        next(b.parameters())[0] += 1
+    assert cache.fingerprint(a) != cache.fingerprint(b)
+    assert cache.fingerprint(np.int64(3)) == 3 and cache.fingerprint(0.1) == "0.1"
+    with pytest.raises(TypeError, match="cannot key a cache entry on a object"):
+        cache.fingerprint(object())
+
+
+def test_cached_jobs_are_written_by_the_workers_and_a_rerun_starts_no_process(tmp_path,
+                                                                               monkeypatch):
+    from helpers import jobs
+
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path / "cache"))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    todo = [(x, str(pids)) for x in range(4)]
+    assert jobs.run(_slow_square, todo, workers=2, cache="sq") == [0, 1, 4, 9]
+    assert len(list((tmp_path / "cache" / "sq").glob("_slow_square-*.pt"))) == 4
+    assert os.getpid() not in {int(p.name.split("-")[0]) for p in pids.iterdir()}
+    monkeypatch.setattr(jobs, "_local", None)  # starting any process would fail now
+    assert jobs.run(_slow_square, todo, workers=2, cache="sq") == [0, 1, 4, 9]

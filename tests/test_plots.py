@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from helpers import plots
 
@@ -103,3 +104,33 @@ def test_setup_styles_the_figures_without_loading_matplotlib(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, check=True, env={**env, "PYTHONPATH": str(chapters.ROOT)})
     assert done.stdout.split() == ["False", "100.0"]
+
+
+@pytest.mark.parametrize("positions", [[0.5, 0.51, 0.9], [0.51, 0.5, 0.52, 0.55], [0.3, 0.3, 0.3],
+                                       [0.1, 0.5], [0.9, 0.2, 0.21, 0.88, 0.5]])
+def test_spread_keeps_labels_a_gap_apart_in_their_order_moving_only_those_too_close(positions):
+    gap = 0.05
+    y = np.asarray(positions)
+    out = plots.spread(positions, gap)
+    order = np.argsort(y, kind="stable")
+    assert np.all(np.diff(out[order]) >= gap - 1e-9)  # apart, and still in the same order
+    alone = [i for i in range(len(y))
+             if all(abs(y[i] - y[j]) >= 3 * gap * len(y) for j in range(len(y)) if j != i)]
+    assert np.allclose(out[alone], y[alone])  # far from every other: not moved
+    close = np.abs(y[:, None] - y[None, :]) < gap
+    if close.sum() > len(y):  # a crowded group stays centred where it was
+        assert abs(out.mean() - y.mean()) < gap * len(y)
+
+
+def test_tunnel_panels_label_curves_that_end_together_apart():
+    import matplotlib.pyplot as plt
+
+    from helpers.studies import tunnel
+
+    fig, ax = plt.subplots()
+    ax.set_ylim(0, 1)
+    tunnel.label_ends(ax, [(1.0, 0.50, "40%"), None, (1.0, 0.51, "42%")], ["C0", "C1", "C2"])
+    ys = sorted(t.get_position()[1] for t in ax.texts)
+    assert [t.get_text() for t in ax.texts] == ["40%", "42%"]
+    assert ys[1] - ys[0] >= 0.07 - 1e-9
+    plt.close(fig)

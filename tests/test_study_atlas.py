@@ -38,6 +38,22 @@ def test_recommend_takes_a_clear_inner_layer_and_says_when_layers_tie():
     assert atlas.recommend(nc1, {"collapse": "nc1"}).iloc[0].layer == "l2"  # lower is better
 
 
+def test_layers_chosen_for_several_purposes_get_one_label_and_the_answer_says_how_sure():
+    import matplotlib.pyplot as plt
+
+    values = pd.concat([_values({"id": [0.2, 0.5, 0.9, 0.6]}, measure=m)
+                        for m in ("nmi", "probe", "logme")])
+    summary = atlas.summarize(values)
+    rec = atlas.recommend(summary)
+    assert set(rec.layer) == {"l2"}  # three purposes, one layer
+    fig = atlas.plot_measures(summary, rec)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert labels.count("CPT") == len({"separability", "transfer"}) and "C" not in labels
+    plt.close(fig)
+    answer = atlas.answer_markdown(rec)
+    assert answer.count("| clear |") == 3 and "**l2**" in answer
+
+
 def test_ood_table_finds_the_tunnel_and_its_interval():
     values = _values({"id": [0.3, 0.6, 0.8, 0.95], "shifted": [0.3, 0.6, 0.5, 0.3],
                       "near": [0.2, 0.4, 0.6, 0.7]}, noise=0.0)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import run_chapter
 from scipy import stats
 
-from helpers import data, models
+from helpers import cache, data, models
 from helpers.device import one_thread
 from helpers.studies import double_descent as dd
 
@@ -114,19 +114,20 @@ def test_tail_training_on_cached_prefix_equals_training_the_whole_model(digits8,
     assert hist["trainable"].iloc[0] == dd.parameter_counts(source)["trainable"][k]
 
 
-def test_a_cached_run_is_loaded_not_retrained(digits8, tmp_path, monkeypatch):
+def test_a_cached_run_is_loaded_not_retrained(digits8, monkeypatch):
     pool, test = digits8
     train_set, _, clean = dd.noisy_subset(pool, 50, 0.2, seed=0)
-    f = tmp_path / "run.pt"
-    first = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, cache_file=f)
+    first = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, seed=3)
+    f = cache.entry(dd.train_tail, dd.CHAPTER, (_source(), 1, train_set, test, clean.labels, 3),
+                    {"epochs": 2})
     assert f.exists()
     with monkeypatch.context() as m:
-        m.setattr(dd, "_Tail", None)  # any training would fail now
-        again = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2,
-                                cache_file=f)
+        m.setattr(torch.optim.Adam, "step", None)  # any training would fail now
+        again = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, seed=3)
     pd.testing.assert_frame_equal(first, again)
     f.write_bytes(f.read_bytes()[:200])  # truncated: trained again, not a crash
-    third = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, cache_file=f)
+    with pytest.warns(UserWarning, match="corrupted"):
+        third = dd.transfer_run(_source(), 1, train_set, test, clean.labels, epochs=2, seed=3)
     pd.testing.assert_frame_equal(first.drop(columns="seconds"), third.drop(columns="seconds"))
 
 
@@ -237,8 +238,7 @@ def test_a_timm_resnet_source_goes_through_fit_and_reports_memorization(tmp_path
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(),
                                                  again.state_dict().values()))
     train_set, _, clean = dd.noisy_subset(pool, 40, 0.3, seed=0)
-    h = dd.transfer_run(source, 3, train_set, test, clean.labels, epochs=2, batch_size=8,
-                        cache_file=tmp_path / "run.pt")
+    h = dd.transfer_run(source, 3, train_set, test, clean.labels, epochs=2, batch_size=8)
     counts = dd.parameter_counts(source)
     assert list(h.epoch) == [1, 2] and h.trainable.iloc[0] == counts.trainable[3]
     assert 0 <= h.memorized.iloc[-1] <= 1 and np.isnan(h.memorized.iloc[0])

@@ -38,14 +38,14 @@ def test_style_domain_holds_out_whole_fonts():
 def test_embedded_domains_are_built_once_then_loaded():
     kw = {"seen_fonts": 2, "unseen_fonts": 2, "per_pair": 1, "seed": 5}
     a = S.make_domain("glyph_styles", **kw)
-    root = cache.cache_dir() / "separability" / "domains"
-    entries = set(root.glob("*.pt"))
+    root = cache.cache_dir() / "separability"
+    entries = set(root.glob("build_domain-*.pt"))
     b = S.make_domain("glyph_styles", **kw)
-    assert set(root.glob("*.pt")) == entries
+    assert entries and set(root.glob("build_domain-*.pt")) == entries
     assert a.train.fingerprint == b.train.fingerprint
     assert a.unseen.fingerprint == b.unseen.fingerprint
     S.make_domain("glyph_styles", **{**kw, "seed": 6})
-    assert len(set(root.glob("*.pt")) - entries) == 1
+    assert len(set(root.glob("build_domain-*.pt")) - entries) == 1
 
 
 def test_class_split_caps_images_and_keeps_unseen_classes_apart(mnist):

@@ -208,7 +208,7 @@ def test_finetune_learns_is_cached_and_drops_its_training_checkpoint(tiny_zoo):
     again = study.finetune("tiny", train, test, seed=3, **kw)
     assert again["cached"] and again["accuracy"] == first["accuracy"]
     root = cache.cache_dir() / "transferability"
-    assert not list(root.glob("ft-tiny-*.ckpt"))
+    assert list(root.glob("finetune_run-*.pt")) and not list(root.glob("*.ckpt"))
     other = study.finetune("tiny", train, test, seed=4, **{**kw, "epochs": 1})
     assert not other["cached"]
 

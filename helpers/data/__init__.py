@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..names import did_you_mean
 from .digits import mnist5k, sklearn_digits
-from .glyphs import CHARACTERS, DIGITS, find_fonts, glyphs
+from .glyphs import CHARACTERS, DIGITS, find_fonts, font_inventory, glyphs
 from .imageset import ImageSet, concat
-from .real import image_folder, torchvision_names, torchvision_set
+from .real import default_root, image_folder, torchvision_names, torchvision_set
 from .variations import (
     add_noise,
     invert,
@@ -38,7 +38,7 @@ def load(name: str, resolution: int = 32, root=None, download: bool = False, **k
     if name in _EMBEDDED:
         return _EMBEDDED[name](resolution, **kwargs)
     if name in torchvision_names():
-        return torchvision_set(name, root or Path.home() / ".cache" / "torchvision", 
+        return torchvision_set(name, root or default_root(),
                                resolution=resolution, download=download, **kwargs)
     if Path(name).expanduser().is_dir():
         return image_folder(name, resolution)
@@ -53,8 +53,10 @@ __all__ = [
     "ImageSet",
     "add_noise",
     "concat",
+    "default_root",
     "domain_names",
     "find_fonts",
+    "font_inventory",
     "glyphs",
     "image_folder",
     "invert",

@@ -83,6 +83,14 @@ def _resolve_fonts(fonts, chars: str, font_dirs) -> dict[str, Path]:
     return out
 
 
+def font_inventory() -> dict:
+    """What rendered glyphs depend on beyond their arguments: the font files found and
+    matplotlib's version (it ships them); part of the cache key of every rendered set."""
+    import matplotlib
+
+    return {"fonts": sorted(find_fonts(chars="")), "matplotlib": matplotlib.__version__}
+
+
 @functools.lru_cache(maxsize=64)
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size=size)

@@ -306,13 +306,13 @@ def recommend(summary: pd.DataFrame, purposes: dict[str, str] = PURPOSES) -> pd.
 
 
 def answer_markdown(recommendations: pd.DataFrame) -> str:
-    """The page's answer: one line per (data set, purpose): layer, value, interval, how sure."""
+    """The page's answer: one line per (data set, purpose): layer, value, interval, how sure
+    ("clear": its interval lies beyond every other layer's; else the layers within it)."""
     lines = ["| data set | purpose (measure) | take the layer | value [95 % interval] | how sure |",
              "| --- | --- | --- | --- | --- |"]
     for r in recommendations.itertuples():
-        sure = ("clear: beyond every other layer's interval" if r.clear
-                else f"within the interval of {r.tied}")
-        last = " (the last layer)" if r.last_layer else ""
+        sure = "clear" if r.clear else f"tied with {r.tied}"
+        last = " (last)" if r.last_layer else ""
         lines.append(f"| {r.dataset} | {r.purpose} ({r.measure}) | **{r.layer}**{last} | "
                      f"{r.mean:.3f} [{r.low:.3f}, {r.high:.3f}] | {sure} |")
     return "\n".join(lines)
@@ -371,9 +371,11 @@ def plot_measures(summary: pd.DataFrame, recommendations: pd.DataFrame):
             ax = axes[i][j]
             for m, c in part[part.dataset == name].groupby("measure", sort=False):
                 ax.plot(c.depth, c.score, marker="o", ms=3, lw=1.2, color=colours[m], label=m)
-            for r in recommendations[recommendations.dataset == name].itertuples():
-                ax.axvline(r.depth, color="0.6", lw=0.8, ls=":")
-                ax.text(r.depth, 1.04, r.purpose[0].upper(), ha="center", fontsize=8)
+            marks = recommendations[recommendations.dataset == name]
+            for depth, letters in marks.groupby("depth").purpose:  # one label per layer
+                ax.axvline(depth, color="0.6", lw=0.8, ls=":")
+                ax.text(depth, 1.04, "".join(sorted(p[0].upper() for p in letters)),
+                        ha="center", fontsize=8)
             ax.set_ylim(-0.05, 1.12)
             if i == 0:
                 ax.set_title(family, pad=12)

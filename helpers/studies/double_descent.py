@@ -26,7 +26,6 @@ import string
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,37 +99,38 @@ def pretrain_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: 
                     resolution: int = 32, epochs: int = 30, lr: float = 2e-3,
                     batch_size: int = 128, seed: int = 0, progress: bool = False):
     """(model, report): ``arch`` trained from scratch on ``train_set`` (augmented, AdamW,
-    cosine), cached under ``<cache>/double_descent/sources`` by everything that determines it."""
+    cosine), cached (:func:`helpers.cache.memo`) by everything that determines it."""
     kwargs = dict(kwargs or {})
-    key = cache.make_key(pretrain_source, study=CHAPTER, kind="source", arch=arch, kwargs=kwargs,
-                         train=train_set.fingerprint, test=test_set.fingerprint,
-                         resolution=resolution, epochs=epochs, lr=lr, batch_size=batch_size,
-                         seed=seed)
-    root = cache.cache_dir() / CHAPTER / "sources"
-    weights, meta = root / f"{arch}-{key}.pt", root / f"{arch}-{key}.json"
+    out = cache.memo(train_source, arch, train_set, test_set, kwargs, resolution, epochs, lr,
+                     batch_size, seed, progress, folder=CHAPTER)
+    model = _source_net(arch, len(train_set.classes), resolution, kwargs)
+    model.load_state_dict(out["state"])
+    return model.eval(), out["report"]
 
-    def build(w=None):
-        return models.create(arch, len(train_set.classes), weights=w, img_size=resolution,
-                             mean=zoo.MEAN, std=zoo.STD, **kwargs)
 
-    with cache.locked(weights):
-        report = cache.verified_report(meta, weights)
-        if report:
-            return build(weights).eval(), report
-        torch.manual_seed(seed)
-        model = build()
-        hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
-                         augment=True, seed=seed, checkpoint=root / f"{arch}-{key}.ckpt",
-                         progress=progress)
-        model.cpu()
-        cache.save_atomic(model.state_dict(), weights)
-        report = {"name": f"{arch}@{train_set.domain}", "recipe": {"arch": arch, **kwargs,
-                  "data": train_set.domain, "epochs": epochs}, "sha256": cache.file_sha256(weights),
-                  "source_accuracy": 1 - float(hist["test_err"].iloc[-1]),
-                  "train_images": len(train_set)}
-        cache.write_json(meta, report)
-        (root / f"{arch}-{key}.ckpt").unlink(missing_ok=True)
-    return model.eval(), report
+def _source_net(arch: str, classes: int, resolution: int, kwargs: dict) -> nn.Module:
+    return models.create(arch, classes, img_size=resolution, mean=zoo.MEAN, std=zoo.STD, **kwargs)
+
+
+def train_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: dict,
+                 resolution: int, epochs: int, lr: float, batch_size: int, seed: int,
+                 progress: bool = False) -> dict:
+    """The job behind :func:`pretrain_source`: {"state": weights, "report": ...}, resuming
+    from its training checkpoint."""
+    torch.manual_seed(seed)
+    model = _source_net(arch, len(train_set.classes), resolution, kwargs)
+    checkpoint = cache.entry(train_source, CHAPTER, (arch, train_set, test_set, kwargs,
+                                                     resolution, epochs, lr, batch_size, seed)
+                             ).with_suffix(".ckpt")
+    hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
+                     augment=True, seed=seed, checkpoint=checkpoint, progress=progress)
+    checkpoint.unlink(missing_ok=True)
+    model.cpu()
+    report = {"name": f"{arch}@{train_set.domain}", "recipe": {"arch": arch, **kwargs,
+              "data": train_set.domain, "epochs": epochs}, "sha256": cache.weights_hash(model),
+              "source_accuracy": 1 - float(hist["test_err"].iloc[-1]),
+              "train_images": len(train_set)}
+    return {"state": model.state_dict(), "report": report}
 
 
 def target_data(name: str = "mnist5k", resolution: int = 32, test_per_class: int = 100,
@@ -248,21 +248,14 @@ def _predict(model: nn.Module, images: ImageSet, batch_size: int = 512) -> torch
         model, images.images, batch_size=batch_size, device=device)])
 
 
-def run_key(source_report: dict, k: int, train_set: ImageSet, test_set: ImageSet, **config) -> str:
-    """Cache key of one run: the source recipe and weights, k, the data and every setting."""
-    return cache.make_key(transfer_run, study=CHAPTER, source=source_report.get("sha256") or
-                          source_report.get("name"), recipe=source_report.get("recipe"), k=k,
-                          train=train_set.fingerprint, test=test_set.fingerprint, **config)
-
-
 def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: ImageSet,
                  clean_labels: torch.Tensor | None = None, *, epochs: int = 30,
                  lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
-                 weight_decay: float = 0.0, seed: int = 0, cache_file: Path | None = None
-                 ) -> pd.DataFrame:
+                 weight_decay: float = 0.0, seed: int = 0) -> pd.DataFrame:
     """Freeze the first ``k`` layers of a copy of ``source``, give it a fresh head (drawn with
     ``seed``), train the rest on ``train_set`` (its labels may be noisy) with a constant
-    learning rate; return one row per epoch.
+    learning rate; return one row per epoch. Cached (:func:`helpers.cache.memo`): a rerun
+    with the same source weights, data and settings loads the history.
 
     Columns: epoch, train_loss, train_err (on the labels trained on, eval mode),
     memorized (fraction of the flipped labels that the model reproduces; nan without noise),
@@ -270,20 +263,35 @@ def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: Image
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    saved = None if cache_file is None else cache.load_saved(cache_file)
-    if saved is not None:
-        return pd.DataFrame(saved["history"])
+    run = cache.memo(train_tail, source, k, train_set, test_set, clean_labels, seed,
+                     folder=CHAPTER, epochs=epochs, lr=lr, batch_size=batch_size,
+                     optimizer=optimizer, weight_decay=weight_decay)
+    return pd.DataFrame(run["history"])
+
+
+def train_tail(source: nn.Module, k: int, train_set: ImageSet, test_set: ImageSet,
+               clean_labels: torch.Tensor | None = None, seed: int = 0, *, epochs: int = 30,
+               lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
+               weight_decay: float = 0.0) -> dict:
+    """The job behind :func:`transfer_run`: {"history": rows, "state": the trained weights}.
+    Other architectures than SmallCNN train through :func:`helpers.train.fit` (which resumes
+    from its checkpoint beside this job's cache entry)."""
     torch.manual_seed(seed)
     model = copy.deepcopy(source).cpu()
     model.reset_classifier(len(train_set.classes))
     trainable = models.freeze_first(model, k)
     flipped = (None if clean_labels is None else (train_set.labels != clean_labels))
     if not isinstance(model, models.SmallCNN):
+        checkpoint = cache.entry(train_tail, CHAPTER, (source, k, train_set, test_set,
+                                                       clean_labels, seed),
+                                 {"epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                  "optimizer": optimizer, "weight_decay": weight_decay}
+                                 ).with_suffix(".ckpt")
         hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
                          optimizer="adamw" if optimizer == "adam" else "sgd",
                          weight_decay=weight_decay, schedule="constant", seed=seed,
-                         checkpoint=None if cache_file is None else
-                         Path(cache_file).with_suffix(".ckpt"), progress=False)
+                         checkpoint=checkpoint, progress=False)
+        checkpoint.unlink(missing_ok=True)
         # fit's train_err is the running error in train mode; the final row gets the
         # eval-mode error and the memorized fraction
         pred = _predict(model, train_set)
@@ -323,9 +331,7 @@ def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: Image
         hist = pd.DataFrame(rows)
         state = tail.state_dict()
     hist["trainable"] = trainable
-    if cache_file is not None:
-        cache.save_atomic({"history": hist.to_dict("records"), "state": state}, cache_file)
-    return hist
+    return {"history": hist.to_dict("records"), "state": state}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,11 +362,6 @@ def plan(sources: Sequence[str], sizes: Sequence[int], noises: Sequence[float],
     return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
 
 
-def _job(model, k, train_set, test_set, clean, cfg, cache_file):
-    """One run (a module function, so that worker processes can run it)."""
-    return transfer_run(model, k, train_set, test_set, clean, cache_file=cache_file, **cfg)
-
-
 def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, *,
              epochs: int = 40, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
              weight_decay: float = 0.0, workers: int = 1, progress: bool = True
@@ -370,41 +371,31 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
     trainable parameters / training samples.
 
     ``sources``: name -> (model, report) from :func:`source_model`. The runs are independent
-    jobs (:func:`helpers.jobs.run`, ``workers`` in flight); on the CPU each runs on one torch
-    thread: the small CNN's tiny convolutions run fastest so, and a busy CPU makes more
-    threads much slower.
+    cached jobs (:func:`helpers.jobs.run`, ``workers`` in flight, the longest first); on the
+    CPU each runs on one torch thread: the small CNN's tiny convolutions run fastest so, and
+    a busy CPU makes more threads much slower.
     """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     cfg = {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size),
            "optimizer": optimizer, "weight_decay": float(weight_decay)}
-    root = cache.cache_dir() / CHAPTER
-    jobs, meta = [], []
+    rows = list(runs.itertuples(index=False))
     subsets = {}
-    for r in runs.itertuples(index=False):
-        model, report = sources[r.source]
-        key_data = (r.size, r.noise, r.seed)
-        if key_data not in subsets:
-            subsets[key_data] = noisy_subset(pool, r.size, r.noise, seed=r.seed)
-        noisy, _, clean = subsets[key_data]
-        key = run_key(report, r.k, noisy, test, clean=clean.fingerprint, seed=r.seed, **cfg)
-        jobs.append((r, model, noisy, clean, root / f"{key}.pt"))
-        meta.append(r._asdict())
-    todo = [j for j in jobs if not j[4].exists()]
-    if todo and progress:
-        print(f"double_descent: {len(todo)} of {len(jobs)} runs to train "
-              f"({len(jobs) - len(todo)} cached)", file=sys.stderr, flush=True)
+    for r in rows:
+        if (r.size, r.noise, r.seed) not in subsets:
+            subsets[r.size, r.noise, r.seed] = noisy_subset(pool, r.size, r.noise, seed=r.seed)
+    jobs = [(sources[r.source][0], r.k, subsets[r.size, r.noise, r.seed][0], test,
+             subsets[r.size, r.noise, r.seed][2].labels, r.seed) for r in rows]
+    longest_first = sorted(range(len(rows)), key=lambda i: -rows[i].size * (6 - min(rows[i].k, 5)))
     tic = time.perf_counter()
-    todo = sorted(todo, key=lambda j: -(j[0].size * (6 - min(j[0].k, 5))))  # longest first
     with one_thread() if not torch.cuda.is_available() else contextlib.nullcontext():
-        jobs_run(_job, [(m, r.k, noisy, test, clean.labels, cfg, f)
-                        for r, m, noisy, clean, f in todo], workers,
-                 label="double descent" if progress else None)
-    if todo and progress:
-        print(f"double_descent: trained in {time.perf_counter() - tic:.0f} s", file=sys.stderr,
-              flush=True)
-    frames = []
-    for (r, m, noisy, clean, f), info in zip(jobs, meta):
-        h = transfer_run(m, r.k, noisy, test, clean.labels, cache_file=f, **cfg)
-        frames.append(h.assign(**info))
+        results = jobs_run(train_tail, [jobs[i] for i in longest_first], workers, cache=CHAPTER,
+                           label="double descent" if progress else None, **cfg)
+    done = dict(zip(longest_first, results))
+    if progress:
+        print(f"double_descent: {len(jobs)} runs in {time.perf_counter() - tic:.0f} s",
+              file=sys.stderr, flush=True)
+    frames = [pd.DataFrame(done[i]["history"]).assign(**r._asdict()) for i, r in enumerate(rows)]
     out = pd.concat(frames, ignore_index=True)
     out["ratio"] = out["trainable"] / out["size"]
     return out

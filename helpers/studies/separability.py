@@ -152,22 +152,16 @@ def make_domain(name: str, **params) -> Domain:
     ones are cached on disk (rendering glyphs takes seconds, loading them milliseconds)."""
     if name not in EMBEDDED:
         return build_domain(name, **params)
-    fonts = sorted(data.find_fonts()) if name.startswith("glyph") else None
-    key = cache.make_key(build_domain, kind="separability-domain", name=name, fonts=fonts, params=params)
-    path = cache.cache_dir() / "separability" / "domains" / f"{key}.pt"
-    domain = cache.load_saved(path)
-    if domain is not None:
-        return domain
-    domain = build_domain(name, **params)
-    cache.save_atomic(domain, path)
-    return domain
+    fonts = data.font_inventory() if name.startswith("glyph") else None
+    return cache.memo(build_domain, name, folder="separability", depends_on=fonts, **params)
 
 
 def build_domain(name: str, *, seen_fonts: int = 16, unseen_fonts: int = 6, per_pair: int = 3,
                  style_chars: str = data.CHARACTERS, unseen_classes: int = 3,
                  seen_classes: int | None = None,
                  train_per_class: int | None = None, unseen_per_class: int | None = None,
-                 resolution: int = 32, download: bool = False, seed: int = 0) -> Domain:
+                 resolution: int = 32, data_root=None, download: bool = False,
+                 seed: int = 0) -> Domain:
     """A domain by the chapter's ``domains`` parameter.
 
     ``glyph_styles``: fonts (:func:`style_domain`, the characters ``style_chars``);
@@ -175,7 +169,7 @@ def build_domain(name: str, *, seen_fonts: int = 16, unseen_fonts: int = 6, per_
     ``CIFAR100``: 20 seen fine classes (set by ``seen_classes``) against the flowers
     superclass, the paper's protocol; any other torchvision set name or an ImageFolder path
     (e.g. a calligraphy download, one folder per writer): ``unseen_classes`` drawn with
-    ``seed``.
+    ``seed``; torchvision sets are read from ``data_root`` (None: ``~/.cache/torchvision``).
     """
     cap = {"train_per_class": train_per_class, "unseen_per_class": unseen_per_class, "seed": seed}
     if name == "glyph_styles":
@@ -190,7 +184,7 @@ def build_domain(name: str, *, seen_fonts: int = 16, unseen_fonts: int = 6, per_
         return class_split_domain(full, name, f"handwritten digits ({name})", unseen_classes,
                                   seen_classes, **cap)
     if name in data.torchvision_names():
-        root = Path.home() / ".cache" / "torchvision"
+        root = Path(data_root) if data_root else data.default_root()
         tr = data.torchvision_set(name, root, train=True, download=download)
         te = data.torchvision_set(name, root, train=False, download=download)
         if name == "CIFAR100":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import string
 import time
@@ -131,15 +130,8 @@ def make_target(name: str, train_per_class: int = 30, test_per_class: int = 50,
     check_targets([name])
     if name in FULL_TARGETS:
         return torchvision_target(name, train_per_class, resolution, seed, root, download), None
-    key = cache.make_key(_make_embedded, kind="transferability-target", name=name, train=train_per_class,
-                         test=test_per_class, resolution=resolution, n_fonts=n_fonts, seed=seed,
-                         fonts=sorted(data.find_fonts(chars="")))
-    path = _root() / f"target-{name}-{key}.pt"
-    out = cache.load_saved(path)
-    if out is None:
-        out = _make_embedded(name, train_per_class, test_per_class, resolution, n_fonts, seed)
-        cache.save_atomic(out, path)
-    return out
+    return cache.memo(_make_embedded, name, train_per_class, test_per_class, resolution, n_fonts,
+                      seed, folder=CACHE, depends_on=data.font_inventory())
 
 
 def make_targets(names, train_per_class: int = 30, test_per_class: int = 50, **options) -> dict:
@@ -200,56 +192,47 @@ def _root() -> Path:
 def _weights_id(member: str, scale: str) -> str:
     """What pins a member's pre-trained weights, known without loading them: the sha256 of a
     zoo member's weights file (from its report), or the timm name with its tag. Scores are keyed
-    on it; fine-tunes on the cheaper :func:`_model_id` (checked once per fine-tune job)."""
+    on it; fine-tunes on the member's name, their key covering its recipe and the code that
+    pre-trains it (:func:`finetune`)."""
     return f"{member}:{zoo.report(member, scale)['sha256']}" if member in zoo.names() else member
-
-
-def _model_id(member: str, scale: str) -> str:
-    """What identifies a member's pre-trained weights in cache keys."""
-    if member in zoo.names():
-        return f"{member}:{zoo.recipe_key(zoo.spec(member, scale))}"
-    return member  # a timm hub checkpoint: the name (with its tag) pins the weights
 
 
 def finetune(member: str, train: data.ImageSet, test: data.ImageSet, *, scale: str = "default",
              epochs: int = 4, lr: float = 5e-4, batch_size: int = 64, weight_decay: float = 0.05,
-             augment: bool = False, seed: int = 0, keep_weights: bool = False,
-             progress: bool = False, cached_only: bool = False) -> dict | None:
+             augment: bool = False, seed: int = 0, cached_only: bool = False) -> dict | None:
     """Fine-tune every parameter of ``member`` (fresh head) on ``train``; top-1 accuracy on ``test``.
 
-    AdamW, cosine schedule (``helpers.train.fit``). The result is cached (a JSON file keyed on
-    the member's weights, both data sets, every setting and the seed); the training checkpoint
-    lets an interrupted run resume and is removed once the run is done (``keep_weights`` keeps
-    the fine-tuned weights). ``cached_only``: the cached result or None, never training.
-    Chapter 2 ranks these accuracies.
+    AdamW, cosine schedule (``helpers.train.fit``). The result is cached
+    (:func:`helpers.cache.memo`: keyed on the member, both data sets, every setting, the seed
+    and the code, the zoo's pre-training included); the training checkpoint lets an
+    interrupted run resume and is removed once the run is done. ``cached``: whether the
+    result was read from the cache. ``cached_only``: the cached result or None, never
+    training. Chapter 2 ranks these accuracies.
     """
+    args = (member, train, test, scale, seed)
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size,
-                "weight_decay": weight_decay, "augment": augment, "seed": seed}
-    key = cache.make_key(finetune, kind="transferability-finetune", model=_model_id(member, scale),
-                         train=train.fingerprint, test=test.fingerprint, **settings)
-    stem = _root() / f"ft-{member}-{train.domain}-{key}"
-    result_file = stem.with_suffix(".json")
-    if cached_only:
-        if not result_file.exists():
-            return None
-        return {**json.loads(result_file.read_text()), "cached": True}
-    with cache.locked(stem):
-        if result_file.exists():
-            return {**json.loads(result_file.read_text()), "cached": True}
-        torch.manual_seed(seed)  # the fresh head's initialization
-        model, _ = zoo.load(member, scale, num_classes=len(train.classes), progress=False)
-        tic = time.perf_counter()
-        history = fit(model, train, None, checkpoint=stem.with_suffix(".ckpt"), progress=progress,
-                      **settings)
-        _, err = evaluate(model, test)
-        result = {"member": member, "target": train.domain, "seed": seed, "accuracy": 1 - err,
-                  "final_train_loss": float(history["train_loss"].iloc[-1]),
-                  "train_seconds": time.perf_counter() - tic, **settings}
-        if keep_weights:
-            cache.save_atomic(model.state_dict(), stem.with_suffix(".pt"))
-        cache.write_json(result_file, result)
-        stem.with_suffix(".ckpt").unlink(missing_ok=True)
-    return {**result, "cached": False}
+                "weight_decay": weight_decay, "augment": augment}
+    found = cache.memo(finetune_run, *args, folder=CACHE, cached_only=True, **settings)
+    if found is not None or cached_only:
+        return None if found is None else {**found, "cached": True}
+    return {**cache.memo(finetune_run, *args, folder=CACHE, **settings), "cached": False}
+
+
+def finetune_run(member: str, train: data.ImageSet, test: data.ImageSet, scale: str = "default",
+                 seed: int = 0, **settings) -> dict:
+    """The job behind :func:`finetune`: the run and its result, uncached."""
+    torch.manual_seed(seed)  # the fresh head's initialization
+    model, _ = zoo.load(member, scale, num_classes=len(train.classes), progress=False)
+    checkpoint = cache.entry(finetune_run, CACHE, (member, train, test, scale, seed),
+                             settings).with_suffix(".ckpt")
+    tic = time.perf_counter()
+    history = fit(model, train, None, checkpoint=checkpoint, progress=False, seed=seed,
+                  **settings)
+    _, err = evaluate(model, test)
+    checkpoint.unlink(missing_ok=True)
+    return {"member": member, "target": train.domain, "seed": seed, "accuracy": 1 - err,
+            "final_train_loss": float(history["train_loss"].iloc[-1]),
+            "train_seconds": time.perf_counter() - tic, **settings}
 
 
 def finetune_table(members, targets: dict, seeds=(0,), scale: str = "default",

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.transforms import ScaledTranslation
 
 from .. import cache, data, features, models, plots, zoo
 from ..data import ImageSet
@@ -155,29 +156,11 @@ def id_set(info: dict, per_class: int = 36, resolution: int = 32, seed: int = 0,
     for a hub model, ``hub_id_data``."""
     if info["source_classes"] is not None:
         chars = "".join(info["source_classes"])
-        return _cached_set("id", {"chars": chars, "per_class": per_class, "resolution": resolution,
-                                  "seed": seed}, lambda: _glyph_classes(
-            per_class, seed, chars=chars, resolution=resolution, seed_offset=10_000))
+        return cache.memo(_glyph_classes, per_class, seed, folder="tunnel",
+                          depends_on=data.font_inventory(), chars=chars, resolution=resolution,
+                          seed_offset=10_000)
     return load_set(hub_id_data, resolution=resolution, per_class=per_class, seed=seed,
                     root=root, download=download)
-
-
-def _cached_set(kind: str, parts: dict, build) -> ImageSet:
-    """An image set built once per key (rendering glyphs is the slow part of a rerun) and kept
-    under ``cache_dir()/tunnel``; the key includes the fonts found and matplotlib's version."""
-    import matplotlib
-
-    key = cache.make_key(build, kind=f"tunnel-set-{kind}", fonts=sorted(data.find_fonts(chars="")),
-                         matplotlib=matplotlib.__version__, **parts)
-    path = cache.cache_dir() / "tunnel" / f"set-{kind}-{key}.pt"
-    with cache.locked(path):
-        d = cache.load_saved(path)
-        if d is not None:
-            return ImageSet(d["images"], d["labels"], d["classes"], d["domain"], d["attrs"])
-        out = build()
-        cache.save_atomic({"images": out.images, "labels": out.labels, "classes": out.classes,
-                           "domain": out.domain, "attrs": out.attrs}, path)
-    return out
 
 
 def load_set(name: str, resolution: int = 32, per_class: int = 36, seed: int = 0,
@@ -191,13 +174,12 @@ def load_set(name: str, resolution: int = 32, per_class: int = 36, seed: int = 0
     - ``rotate90`` / ``rotate180`` / ``invert`` / ``noise``: glyph characters so varied;
     - any torchvision data set class (its test or validation split; the full profile).
 
-    Built sets are cached (:func:`_cached_set`).
+    Built sets are cached (:func:`helpers.cache.memo`).
     """
     check_sets([name])
-    parts = {"name": name, "resolution": resolution, "per_class": per_class, "seed": seed,
-             "style_chars": style_chars if name == "glyph_styles" else None}
-    return _cached_set("ood", parts, lambda: _build_set(
-        name, resolution, per_class, seed, style_chars, root, download))
+    return cache.memo(_build_set, name, resolution, per_class, seed,
+                      style_chars if name == "glyph_styles" else None, root, download,
+                      folder="tunnel", depends_on=data.font_inventory())
 
 
 def _glyph_classes(per_class: int, seed: int, label: str = "char", seed_offset: int = 0,
@@ -708,10 +690,11 @@ def record_verdicts(verdicts_table: pd.DataFrame, table: pd.DataFrame) -> dict:
 
 def draw_curves(ax, curves: pd.DataFrame, summary: pd.DataFrame, member: str, ood: str | None,
                 color=None, label: str | None = None, x: str = "depth", show_id: bool = True
-                ) -> None:
+                ) -> tuple | None:
     """On ``ax``: the ID (dashed) and OOD (solid; band: +-1 sd over probe seeds) probe accuracy
     of one backbone; the tunnel (pivot -> last layer) drawn as a thick band over the OOD curve,
-    the pivot as a triangle, the % retained at the end. ``ood=None``: the ID curve only."""
+    the pivot as a triangle. ``ood=None``: the ID curve only. Returns the % retained label to
+    put at the curve's end, (x, y, text), or None (:func:`label_ends` places them)."""
     mean = mean_curves(curves[curves.member == member])
     label = label or member
     drawn = ([("ID", "--")] if show_id else []) + ([(ood, "-")] if ood is not None else [])
@@ -730,8 +713,21 @@ def draw_curves(ax, curves: pd.DataFrame, summary: pd.DataFrame, member: str, oo
                 solid_capstyle="round")
         ax.plot(c[x].iloc[pivot], c.accuracy.iloc[pivot], marker="v", ms=8, color=color,
                 markeredgecolor="black", markeredgewidth=0.5, ls="none")
-        ax.annotate(f"{s.retained.iloc[0]:.0f}%", (c[x].iloc[-1], c.accuracy.iloc[-1]),
-                    textcoords="offset points", xytext=(4, -3), fontsize=8, color=color)
+        return c[x].iloc[-1], c.accuracy.iloc[-1], f"{s.retained.iloc[0]:.0f}%"
+    return None
+
+
+def label_ends(ax, labels: list, colors: list, gap: float = 0.07) -> None:
+    """The (x, y, text) ``labels`` right of their curves' ends, moved apart vertically to at
+    least ``gap`` of the y range so that labels of curves ending together do not overlap."""
+    kept = [(lab, c) for lab, c in zip(labels, colors) if lab is not None]
+    if not kept:
+        return
+    low, high = ax.get_ylim()
+    ys = plots.spread([lab[1] for lab, _ in kept], gap * (high - low))
+    right = ax.transData + ScaledTranslation(4 / 72, 0, ax.figure.dpi_scale_trans)  # 4 pt
+    for ((x, _, text), color), placed in zip(kept, ys):
+        ax.text(x, placed, text, fontsize=8, color=color, va="center", transform=right)
 
 
 def plot_variable(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFrame,
@@ -751,9 +747,10 @@ def plot_variable(curves: pd.DataFrame, summary: pd.DataFrame, table: pd.DataFra
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
-        for color, row in zip(colors, t.itertuples()):
-            draw_curves(ax, curves, summary, row.member, None if panel == "ID" else panel,
-                        color=color, label=row.setting, show_id=panel == "ID")
+        ends = [draw_curves(ax, curves, summary, row.member, None if panel == "ID" else panel,
+                            color=color, label=row.setting, show_id=panel == "ID")
+                for color, row in zip(colors, t.itertuples())]
+        label_ends(ax, ends, colors)
         if panel != "ID":  # chance, where it does not squash the curves
             chance = curves[curves.dataset == panel].chance.iloc[0]
             low, high = ax.get_ylim()
