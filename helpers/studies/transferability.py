@@ -409,26 +409,20 @@ def _head_views(model, x) -> tuple[np.ndarray, np.ndarray]:
             model.forward_head(h).float().cpu().numpy())
 
 
-def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None,
-               weights: str | None = None) -> dict:
+def pre_logits(model, d: data.ImageSet, batch_size: int = 256, device=None) -> dict:
     """``{"pre_logits": (N, D), "logits": (N, classes)}``: the representation the source head
-    sees and its output, one pass, cached (the features the transferability papers score).
-    ``weights``: the model's ``cache.weights_hash`` when the caller has it already."""
-    device = get_device(device, quiet=True)
-    key = cache.make_key(pre_logits, kind="transferability-prelogits",
-                         weights=weights or cache.weights_hash(model),
-                         arch=type(model).__name__, spec=input_spec(model), data=d.fingerprint)
-    path = _root() / f"prelogits-{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return {"pre_logits": z["pre_logits"], "logits": z["logits"]}
+    sees and its output, one pass, cached (:func:`helpers.cache.memo`, keyed on the weights,
+    the input the model expects, the data and the device) (the features the transferability
+    papers score)."""
+    device = str(get_device(device, quiet=True))
+    return cache.memo(_pre_logits, model, d, input_spec(model), device, batch_size, folder=CACHE)
+
+
+def _pre_logits(model, d: data.ImageSet, spec: dict, device: str, batch_size: int) -> dict:
     parts = [out for _, out in models.predict_batches(model, d.images, _head_views, batch_size,
-                                                        device)]
-    out = {"pre_logits": np.concatenate([f for f, _ in parts]),
-           "logits": np.concatenate([g for _, g in parts])}
-    with cache.atomic(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **out)
-    return out
+                                                        device, spec)]
+    return {"pre_logits": np.concatenate([f for f, _ in parts]),
+            "logits": np.concatenate([g for _, g in parts])}
 
 
 _OPTION_KEYS = {"knn": ("k",), "gbc": ("pca_dim",), "face": ("pca_dim",),
@@ -491,7 +485,7 @@ def _score(get_model, weights: str, train: data.ImageSet, *, knn_k: int = 10,
     pl = None
     if missing or not paths["head"].exists():
         model = get_model()
-        pl = pre_logits(model, train, weights=weights)
+        pl = pre_logits(model, train)
     if missing:
         final = {"pre_logits": pl["pre_logits"]}
         inputs = dict(final)
