@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import contextvars
+import dataclasses
 import fcntl
 import functools
 import glob
@@ -17,7 +19,6 @@ import inspect
 import io
 import json
 import os
-import pickle
 import re
 import secrets
 import shutil
@@ -412,34 +413,6 @@ def save_atomic(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def cached_table(folder: str, kind: str, code, parts: dict, compute):
-    """A small table (a DataFrame) computed once per key (``parts`` and ``code``, see
-    :func:`make_key`) and kept as CSV under ``cache_dir()/folder``."""
-    import pandas as pd
-
-    path = cache_dir() / folder / f"{kind}-{make_key(code, kind=kind, **parts)}.csv"
-    with locked(path):
-        if path.exists():
-            return pd.read_csv(path)
-        table = compute()
-        with atomic(path) as tmp:
-            table.to_csv(tmp, index=False)
-    return table
-
-
-def load_saved(path: Path):
-    """What :func:`save_atomic` wrote to ``path``; None if it is missing, or unreadable (then it
-    is removed, to be built again)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, weights_only=False)
-    except (OSError, EOFError, RuntimeError, AttributeError, KeyError, pickle.UnpicklingError):
-        path.unlink(missing_ok=True)
-        return None
-
-
 def verified_report(report_file: Path, weights: Path) -> dict | None:
     """The JSON report of a finished training whose ``weights`` file still has the sha256 the
     report recorded; None when either is missing, truncated or changed."""
@@ -468,6 +441,11 @@ def fingerprint(value):
         return str(value)
     if isinstance(value, ImageSet):
         return {"ImageSet": value.fingerprint}
+    if isinstance(value, Lazy):
+        return {"Lazy": value.key}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {type(value).__name__: {f.name: fingerprint(getattr(value, f.name))
+                                       for f in dataclasses.fields(value)}}
     if isinstance(value, torch.nn.Module):
         return {type(value).__name__: weights_hash(value)}
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -518,13 +496,66 @@ def memo(fn: Callable, *args, folder: str, cached_only: bool = False,
     with locked(path):
         found, value = _read_entry(path)
         if not found:
-            value = fn(*args, **kwargs)
-            buffer = io.BytesIO()
-            torch.save(value, buffer)
-            payload = buffer.getvalue()
-            with atomic(path) as tmp:
-                tmp.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+            token = _COMPUTING.set(path)
+            try:
+                value = fn(*args, **kwargs)
+            finally:
+                _COMPUTING.reset(token)
+            _write_entry(path, value)
     return value
+
+
+_COMPUTING = contextvars.ContextVar("computing", default=None)
+
+
+def checkpoint_file() -> Path | None:
+    """Where the job that :func:`memo` is computing keeps its training checkpoint (beside its
+    entry, removed by the job when done), so an interrupted job resumes; None outside one."""
+    path = _COMPUTING.get()
+    return None if path is None else path.with_suffix(".ckpt")
+
+
+def memo_each(fn: Callable, *args, each: dict, folder: str, depends_on: dict | None = None,
+              **kwargs) -> dict:
+    """``{name: value}`` of ``fn(*args, each=each, **kwargs)``, which returns a dict by the
+    names of ``each`` (e.g. metric -> its options), kept by :func:`memo` as one entry per name:
+    changing one name's options recomputes that name alone, and the names not yet cached are
+    computed by one call (so they can share work, e.g. one factorization)."""
+    paths = {name: entry(fn, folder, args, {**kwargs, "each": {name: options}}, depends_on)
+             for name, options in each.items()}
+    found = {name: _read_entry(path) for name, path in paths.items()}
+    if all(ok for ok, _ in found.values()):
+        return {name: value for name, (_, value) in found.items()}
+    with contextlib.ExitStack() as stack:
+        for name in sorted(paths):  # a fixed order: two processes never deadlock
+            stack.enter_context(locked(paths[name]))
+        found = {name: _read_entry(path) for name, path in paths.items()}
+        missing = {name: each[name] for name, (ok, _) in found.items() if not ok}
+        computed = fn(*args, each=missing, **kwargs) if missing else {}
+        for name in missing:
+            _write_entry(paths[name], computed[name])
+    return {name: computed[name] if name in missing else found[name][1] for name in each}
+
+
+class Lazy:
+    """A costly input of a memoized function, keyed by ``key`` (e.g. the features' cache key)
+    and made by ``make()`` only when some entry has to be computed: an analysis-only rerun
+    builds no model and extracts nothing."""
+
+    def __init__(self, key: str, make: Callable):
+        self.key, self._make = key, make
+
+    @functools.cached_property
+    def value(self):
+        return self._make()
+
+
+def _write_entry(path: Path, value) -> None:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    payload = buffer.getvalue()
+    with atomic(path) as tmp:
+        tmp.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 def _read_entry(path: Path) -> tuple[bool, object]:

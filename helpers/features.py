@@ -146,6 +146,19 @@ def cache_key(model, data: ImageSet, layers="all", pooling: str = "auto", norm: 
                           dtype=str(getattr(amp, "fast_dtype", "float32")))
 
 
+def lazy(model, data: ImageSet, layers="all", pooling: str = "auto", norm: bool = False,
+         weights: str | None = None) -> cache.Lazy:
+    """The layers' features of :func:`extract` (logits left out) as a memoized function's input,
+    keyed by :func:`cache_key`: extracted only when some result has to be computed."""
+    key = cache_key(model, data, layers, pooling, norm, weights=weights)
+
+    def make():
+        out = extract(model, data, layers, pooling, norm=norm, progress=False)
+        return {k: v for k, v in out.items() if k != "logits"}
+
+    return cache.Lazy(key, make)
+
+
 def load(key: str) -> dict[str, np.ndarray] | None:
     """The features ``extract`` cached under ``key`` (:func:`cache_key`), or None when that
     entry is absent or fails its checksums: an analysis-only rerun needs no model."""

@@ -172,15 +172,16 @@ def preprocess(images: torch.Tensor, spec: dict) -> torch.Tensor:
 def predict_batches(model: nn.Module, images: torch.Tensor, fn=None, batch_size: int = 256,
                     device=None, spec: dict | None = None):
     """Yield ``(start, fn(model, x))`` for each batch of uint8 ``images``, ``x`` the batch
-    prepared by :func:`preprocess` (``spec``: the model's :func:`input_spec`); ``fn`` defaults
-    to the logits. The one batched inference loop of the package (extraction, evaluation,
+    prepared by :func:`preprocess` (``spec``: the model's :func:`input_spec`; float ``images``
+    are taken as prepared already, e.g. a frozen prefix's outputs); ``fn`` defaults to the
+    logits. The one batched inference loop of the package (extraction, evaluation,
     pre-logits, double descent): evaluation mode (restored after), no autograd (the caller's code
     between batches runs without it too), mixed precision and channels-last on a GPU, pinned
     host memory for the copies."""
     from .device import autocast, get_device
 
     device = get_device(device, quiet=True)
-    spec = spec or input_spec(model)
+    spec = spec or (None if images.is_floating_point() else input_spec(model))
     was_training = model.training
     model.eval().to(device)
     if device.type == "cuda":
@@ -189,9 +190,10 @@ def predict_batches(model: nn.Module, images: torch.Tensor, fn=None, batch_size:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 batch = images[start:start + batch_size]
-                if device.type == "cuda":
+                if device.type == "cuda" and not batch.is_cuda:
                     batch = batch.pin_memory()
-                x = preprocess(batch.to(device, non_blocking=True), spec)
+                x = batch.to(device, non_blocking=True)
+                x = x if x.is_floating_point() else preprocess(x, spec)
                 with autocast(device):
                     yield start, (fn or _logits)(model, x)
     finally:
@@ -252,3 +254,76 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     """A fresh ``num_classes`` classifier (timm's reset_classifier)."""
     model.reset_classifier(num_classes)
     return model
+
+
+def frozen_layers(model: nn.Module) -> int:
+    """How many leading layers (:func:`layer_names`, stem included) have every parameter
+    frozen: the ``k`` of :func:`freeze_first`."""
+    trainable = [layer for (_, p), layer in zip(model.named_parameters(), _param_layer(model))
+                 if p.requires_grad]
+    return min(trainable, default=len(layer_names(model)))
+
+
+def _smallcnn_prefix(model, x, k):
+    return model.blocks[:k](x)
+
+
+def _smallcnn_rest(model, h, k):
+    return model.forward_head(model.blocks[k:](h))
+
+
+def _resnet_prefix(model, x, k):  # layers: act1 (the stem), layer1..layer4
+    x = model.act1(model.bn1(model.conv1(x)))
+    if k >= 2:
+        x = model.maxpool(x)
+    for i in range(1, k):
+        x = getattr(model, f"layer{i}")(x)
+    return x
+
+
+def _resnet_rest(model, h, k):
+    if k == 1:
+        h = model.maxpool(h)
+    for i in range(k, 5):
+        h = getattr(model, f"layer{i}")(h)
+    return model.forward_head(h)
+
+
+def _vit_prefix(model, x, k):  # layers: every block
+    x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
+    return model.blocks[:k](x)
+
+
+def _vit_rest(model, h, k):
+    return model.forward_head(model.norm(model.blocks[k:](h)))
+
+
+#: per family (class name): (prefix up to layer k, the rest from there), the contract of
+#: :func:`split`
+_SPLITS = {"SmallCNN": (_smallcnn_prefix, _smallcnn_rest),
+           "ResNet": (_resnet_prefix, _resnet_rest),
+           "VisionTransformer": (_vit_prefix, _vit_rest)}
+
+
+class _Rest(nn.Module):
+    """``model`` run from the output of its first ``k`` layers to the logits."""
+
+    def __init__(self, model: nn.Module, k: int, rest):
+        super().__init__()
+        self.model, self.k, self._rest = model, k, rest
+
+    def forward(self, h):
+        return self._rest(self.model, h, self.k)
+
+
+def split(model: nn.Module, k: int):
+    """``(prefix, rest)``: ``prefix(model, x)`` runs the first ``k`` layers, ``rest`` (a
+    module sharing ``model``'s parameters) the others and the head, so that
+    ``rest(prefix(model, x)) == model(x)``; None for ``k = 0`` or a family without a split
+    (SmallCNN, timm's ResNet and ViT have one). The training loop runs a frozen prefix once
+    (Chapter 4)."""
+    found = _SPLITS.get(type(model).__name__)
+    if not k or found is None:
+        return None
+    prefix, rest = found
+    return (lambda m, x: prefix(m, x, k)), _Rest(model, k, rest)

@@ -1,5 +1,6 @@
-"""One loop for pre-training and fine-tuning (Chapters 1-4): AMP on GPU, a progress bar,
-per-epoch history, a checkpoint every epoch and exact resume from it."""
+"""One loop for pre-training, fine-tuning and training after frozen layers (Chapters 1-4), in
+small steps (prepare a batch, one epoch, evaluate, save): AMP on GPU, a progress bar, per-epoch
+history, a checkpoint every epoch and exact resume from it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from torch import nn
 from . import cache
 from .data import ImageSet
 from .device import amp_dtype, autocast, get_device
-from .models import input_spec, predict_batches, preprocess
+from .models import frozen_layers, input_spec, predict_batches, preprocess, split
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+#: a frozen prefix's outputs are kept (and the prefix run once) up to this many bytes
+PREFIX_CACHE_BYTES = 256 * 2**20
 SCHEDULES = ("cosine", "constant")
 
 
@@ -64,7 +67,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0,
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                fused=fused)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS + ('adam',)}, got {name!r}")
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
 def _frozen_norms_eval(model: nn.Module) -> None:
@@ -76,15 +79,82 @@ def _frozen_norms_eval(model: nn.Module) -> None:
                 m.eval()
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 512, device=None) -> tuple[float, float]:
     """(mean cross-entropy, top-1 error) of ``model`` on ``data``."""
-    loss = wrong = 0.0
-    for start, out in predict_batches(model, data.images, batch_size=batch_size, device=device):
-        y = data.labels[start:start + len(out)].to(out.device)
+    loss, pred = _predict(model, data.images, data.labels, batch_size, device)
+    return loss, (pred != data.labels).float().mean().item()
+
+
+def _predict(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 512, device=None) -> tuple[float, torch.Tensor]:
+    """(mean cross-entropy, predicted classes on the CPU) on uint8 images or prepared inputs."""
+    loss, pred = 0.0, []
+    for start, out in predict_batches(model, inputs, batch_size=batch_size, device=device):
+        y = labels[start:start + len(out)].to(out.device)
         loss += F.cross_entropy(out, y, reduction="sum").item()
+        pred.append(out.argmax(1).cpu())
+    return loss / len(inputs), torch.cat(pred)
+
+
+def _after_frozen_prefix(model: nn.Module, sets: list, device, augment: bool):
+    """(network to train, inputs per set): the rest of ``model`` after its frozen leading
+    layers with their outputs on ``sets`` computed once (:func:`helpers.models.split`), or
+    ``model`` and None per set when nothing is frozen, the family has no split, the batches
+    are augmented or the outputs would exceed :data:`PREFIX_CACHE_BYTES`."""
+    found = None if augment else split(model, frozen_layers(model))
+    if found is not None:
+        prefix, rest = found
+        first = predict_batches(model, sets[0].images[:1], prefix, device=device)
+        one = next(first)[1]
+        first.close()
+        if one.numel() * 4 * sum(len(d) for d in sets if d is not None) <= PREFIX_CACHE_BYTES:
+            return rest, [None if d is None else torch.cat(
+                [out.float() for _, out in predict_batches(model, d.images, prefix, 1024, device)])
+                for d in sets]
+    return model, [None] * len(sets)
+
+
+def prepare_batch(train: ImageSet, idx: torch.Tensor, spec: dict, device, augment: bool,
+                  generator: torch.Generator, prepared: torch.Tensor | None = None):
+    """(inputs, labels) of one training batch on ``device``: the kept outputs of a frozen
+    prefix (``prepared``), or the images preprocessed and (``augment``) jittered."""
+    y = train.labels[idx].to(device, non_blocking=True)
+    if prepared is not None:
+        return prepared[idx.to(prepared.device)], y
+    x = train.images[idx]
+    if device.type == "cuda":
+        x = x.pin_memory()
+    x = preprocess(x.to(device, non_blocking=True), spec)
+    return (augment_batch(x, generator) if augment else x), y
+
+
+def train_epoch(net: nn.Module, train: ImageSet, opt, sched, scaler, *, epoch: int, seed: int,
+                batch_size: int, spec: dict, device, augment: bool, label_smoothing: float,
+                prepared: torch.Tensor | None = None, bar=None) -> dict:
+    """One pass over ``train`` in a seeded order: the running train_loss and train_err (in
+    train mode, as the weights change)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    torch.manual_seed(seed * 100_003 + epoch)
+    net.train()
+    _frozen_norms_eval(net)
+    perm = torch.randperm(len(train), generator=g)
+    loss_sum = wrong = 0.0
+    for step in range(math.ceil(len(train) / batch_size)):
+        idx = perm[step * batch_size:(step + 1) * batch_size]
+        x, y = prepare_batch(train, idx, spec, device, augment, g, prepared)
+        with autocast(device):
+            out = net(x)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        loss_sum += loss.item() * len(idx)
         wrong += (out.argmax(1) != y).sum().item()
-    return loss / len(data), wrong / len(data)
+        if bar is not None:
+            bar.update(1)
+    return {"train_loss": loss_sum / len(train), "train_err": wrong / len(train)}
 
 
 def _config_hash(**config) -> str:
@@ -107,14 +177,18 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         weight_decay: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
         label_smoothing: float = 0.0, warmup: float = 0.0, augment: bool = False,
         checkpoint=None, checkpoint_every: float = 30.0, device=None, seed: int = 0,
-        stop_at: float | None = None, progress: bool = True) -> pd.DataFrame:
+        stop_at: float | None = None, eval_train: bool = False, progress: bool = True
+        ) -> pd.DataFrame:
     """Train the parameters that require grad; return the per-epoch history.
 
     History columns: epoch, lr, train_loss, train_err (on the training labels as given),
     test_loss, test_err, seconds. With ``checkpoint`` (a path), the state is saved after every
     epoch and a rerun resumes from it (bit-identical on CPU); a finished run returns at once.
     ``stop_at``: stop after the first epoch whose test accuracy reaches it (``epochs`` is then
-    the most; the schedule still spans ``epochs``).
+    the most; the schedule still spans ``epochs``). ``eval_train``: train_loss and train_err
+    measured after each epoch on the whole training set in evaluation mode (not the running
+    values), and train_pred, the predicted classes. Frozen leading layers run once, not every
+    epoch, when their family splits (:func:`helpers.models.split`) and nothing is augmented.
     """
     import time
 
@@ -145,7 +219,8 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
                           weight_decay=weight_decay, momentum=momentum, schedule=schedule,
                           label_smoothing=label_smoothing, warmup=warmup, augment=augment, seed=seed,
                           stop_at=stop_at, train=train.fingerprint, test=test.fingerprint if test else None,
-                          trainable=[n for n, p in model.named_parameters() if p.requires_grad])
+                          trainable=[n for n, p in model.named_parameters() if p.requires_grad],
+                          eval_train=eval_train)
     history, start_epoch = [], 0
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.exists():
@@ -155,6 +230,8 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             history, start_epoch = state["history"], state["epoch"]
+    if start_epoch < epochs:
+        net, (train_in, test_in) = _after_frozen_prefix(model, [train, test], device, augment)
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="fit", unit="step",
                disable=not progress, leave=False)
     saved = time.perf_counter()
@@ -165,37 +242,19 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         if reached():
             break
         tic = time.perf_counter()
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        torch.manual_seed(seed * 100_003 + epoch)
-        model.train()
-        _frozen_norms_eval(model)
-        perm = torch.randperm(len(train), generator=g)
-        loss_sum = wrong = 0.0
-        for step in range(steps_per_epoch):
-            idx = perm[step * batch_size:(step + 1) * batch_size]
-            x = train.images[idx]
-            if device.type == "cuda":
-                x = x.pin_memory()
-            x = x.to(device, non_blocking=True)
-            y = train.labels[idx].to(device, non_blocking=True)
-            x = preprocess(x, spec)
-            if augment:
-                x = augment_batch(x, g)
-            with autocast(device):
-                out = model(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            loss_sum += loss.item() * len(idx)
-            wrong += (out.argmax(1) != y).sum().item()
-            bar.update(1)
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
-               "train_loss": loss_sum / len(train), "train_err": wrong / len(train)}
+        running = train_epoch(net, train, opt, sched, scaler, epoch=epoch, seed=seed,
+                              batch_size=batch_size, spec=spec, device=device, augment=augment,
+                              label_smoothing=label_smoothing, prepared=train_in, bar=bar)
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **running}
+        if eval_train:
+            row["train_loss"], pred = _predict(net, train.images if train_in is None else train_in,
+                                               train.labels, device=device)
+            row["train_err"] = (pred != train.labels).float().mean().item()
+            row["train_pred"] = pred.numpy()
         if test is not None:
-            row["test_loss"], row["test_err"] = evaluate(model, test, device=device)
+            loss, pred = _predict(net, test.images if test_in is None else test_in, test.labels,
+                                  device=device)
+            row["test_loss"], row["test_err"] = loss, (pred != test.labels).float().mean().item()
         row["seconds"] = time.perf_counter() - tic
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith("err")})

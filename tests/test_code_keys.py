@@ -200,6 +200,45 @@ def test_memo_computes_once_per_arguments_as_bound_and_recomputes_a_corrupted_en
     assert len(CALLS) == 3
 
 
+def _powers(x, *, each):
+    """A job with named parts: x ** p for each part's power, one call for all that are asked."""
+    CALLS.append(sorted(each))
+    return {name: float(x.value ** opts["p"]) for name, opts in each.items()}
+
+
+def test_memo_each_keeps_one_entry_per_name_and_computes_the_missing_ones_in_one_call(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    CALLS.clear()
+    made = []
+    x = cache.Lazy("three", lambda: made.append(1) or 3)
+    assert cache.memo_each(_powers, x, each={"sq": {"p": 2}, "cube": {"p": 3}},
+                           folder="t") == {"sq": 9.0, "cube": 27.0}
+    assert CALLS == [["cube", "sq"]] and made == [1]
+    x = cache.Lazy("three", lambda: made.append(1) or 3)
+    # one option changed: that name alone is computed; the input is made again only for it
+    assert cache.memo_each(_powers, x, each={"sq": {"p": 2}, "cube": {"p": 4}},
+                           folder="t") == {"sq": 9.0, "cube": 81.0}
+    assert CALLS[1:] == [["cube"]] and made == [1, 1]
+    x = cache.Lazy("three", lambda: made.append(1) or 3)
+    assert cache.memo_each(_powers, x, each={"cube": {"p": 3}}, folder="t") == {"cube": 27.0}
+    assert len(CALLS) == 2 and made == [1, 1]  # all cached: the lazy input is never made
+    # the lazy input is keyed by its key, not by what make() would return
+    other = cache.Lazy("four", lambda: 4)
+    assert cache.memo_each(_powers, other, each={"sq": {"p": 2}}, folder="t") == {"sq": 16.0}
+
+
+def _where_is_my_checkpoint(x):
+    return str(cache.checkpoint_file())
+
+
+def test_a_job_computed_by_memo_finds_its_checkpoint_beside_its_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    inside = cache.memo(_where_is_my_checkpoint, 1, folder="t")
+    assert inside == str(cache.entry(_where_is_my_checkpoint, "t", (1,)).with_suffix(".ckpt"))
+    assert cache.checkpoint_file() is None and _where_is_my_checkpoint(1) == "None"
+
+
 def test_memo_keys_data_sets_and_models_by_content_and_refuses_what_it_cannot_key():
     import numpy as np
     import torch

@@ -76,3 +76,26 @@ def test_small_cnn_width_scales_parameters():
     n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(big) > 10 * n(small)
     assert models.layer_names(big) == [f"blocks.{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("name,kw", ARCHS)
+def test_a_split_model_computes_what_the_whole_model_does(name, kw):
+    """rest(prefix(x)) == model(x) at every k of the families with a split; the others (and
+    k = 0) have none, and frozen_layers reads back freeze_first's k."""
+    model = _make(name, kw).eval()
+    x = torch.randn(4, 3, 32, 32)
+    n_layers = len(models.layer_names(model))
+    assert models.split(model, 0) is None
+    with torch.no_grad():
+        whole = model(x)
+        for k in range(1, n_layers + 1):
+            models.freeze_first(model, k)
+            assert models.frozen_layers(model) == k
+            found = models.split(model, k)
+            if name == "convnext_atto":
+                assert found is None
+                continue
+            prefix, rest = found
+            torch.testing.assert_close(rest(prefix(model, x)), whole, rtol=1e-5, atol=1e-5)
+    models.freeze_first(model, 0)
+    assert models.frozen_layers(model) == 0

@@ -1,5 +1,6 @@
 """The two install paths agree; the package imports without a network; the code lints clean."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -77,8 +78,6 @@ print('torch' in sys.modules)
 
 def _helpers_imports(path: Path) -> set[str]:
     """The ``helpers`` modules a file imports (relative imports resolved), anywhere in it."""
-    import ast
-
     package = ["helpers", *path.relative_to(ROOT / "helpers").parent.parts]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -111,3 +110,49 @@ def test_no_import_runs_against_the_flow():
     for path in library:
         bad = {n for n in _helpers_imports(path) if n.startswith(front)}
         assert not bad, (path.relative_to(ROOT).as_posix(), bad)
+
+
+#: calls that write a file (the run layer's own, and the ways around it)
+_WRITES = {"open", "write_text", "write_bytes", "save", "savefig", "write_atomic", "save_atomic",
+           "atomic", "write_json", "mkdir", "to_parquet"}
+
+
+def test_no_study_module_writes_a_file_outside_the_run_layer():
+    """The studies keep results through ``cache.memo`` (and the training loop's checkpoints, the
+    features cache) alone: no open(), save or atomic write of their own; a table may become a
+    string (``to_csv()`` with no path), not a file."""
+    for path in (ROOT / "helpers" / "studies").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            assert name not in _WRITES, (path.name, node.lineno, name)
+            if name in ("to_csv", "to_json"):
+                assert not node.args and not any(k.arg == "path_or_buf" for k in node.keywords), (
+                    path.name, node.lineno)
+
+
+def _notebook_code(path: Path) -> str:
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    lines = [line for c in cells if c["cell_type"] == "code"
+             for line in "".join(c["source"]).splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
+def test_chapters_only_tell_the_story():
+    """No chapter defines a function, a class or a numeric threshold of its own (every rule is a
+    tested function of helpers), and each holds at most 80 lines of code."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        code = _notebook_code(path)
+        lines = [l for l in code.splitlines() if l.strip() and not l.strip().startswith("#")]
+        assert len(lines) <= 80, (path.name, len(lines))
+        for node in ast.walk(ast.parse(code)):
+            assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                         ast.ClassDef)), (path.name, node.lineno, "a definition")
+            if isinstance(node, ast.Compare):
+                numbers = [n for n in (node.left, *node.comparators)
+                           if isinstance(n, ast.Constant) and isinstance(n.value, (int, float))
+                           and not isinstance(n.value, bool)]
+                assert not numbers, (path.name, node.lineno, "a numeric threshold")

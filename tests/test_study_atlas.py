@@ -147,13 +147,13 @@ def test_adding_a_data_set_computes_only_its_own_entries(user_files, monkeypatch
     kw = dict(weights=str(user_files / "my_resnet.pth"), per_class=10, seeds=[0, 1],
               metrics=["nmi", "logme", "probe"], probe_epochs=3, progress=False)
     atlas.run("resnet10t", mine, [], **kw)
-    entries = lambda: {p.name for p in (tmp_path / "atlas").glob("*.csv")}
+    entries = lambda: {p.name for p in (tmp_path / "atlas").glob("*.pt")}
     feature_entries = lambda: {p.name for p in (tmp_path / "features").iterdir() if p.is_dir()}
     before, feats_before = entries(), feature_entries()
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "atlas").glob("*.csv")}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "atlas").glob("*.pt")}
     again = atlas.run("resnet10t", mine, [shifted], **kw)
     new = entries() - before
-    assert len(new) == 3 and {n.split("-")[0] for n in new} == {"nmi", "logme", "probe"}
+    assert len(new) == 3 and {n.split("-")[0] for n in new} == {"_measure_features"}
     assert before <= entries() and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert len(feature_entries() - feats_before) == 1  # the new set's features, once
     assert set(again.values.dataset) == {mine, shifted}

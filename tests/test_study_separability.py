@@ -122,13 +122,14 @@ def test_measure_caches_each_metric_and_knn_k_changes_only_knn(mnist):
     first = S.measure(net, unseen, metrics=("nmi", "knn", "1nn"))
     assert len(first) == 3 * 3 and first["value"].between(0, 1).all()
     assert list(first[first.metric == "nmi"]["depth"]) == [0, .5, 1]
-    root = cache.cache_dir() / "separability" / "metrics"
-    entries = set(root.glob("*.json"))
+    root = cache.cache_dir() / "separability"
+    entries = set(root.glob("_layer_values-*.pt"))
+    assert len(entries) == 3
     again = S.measure(net, unseen, metrics=("nmi", "knn", "1nn"))
     pd.testing.assert_frame_equal(first, again)
-    assert set(root.glob("*.json")) == entries  # all three came from the cache
+    assert set(root.glob("_layer_values-*.pt")) == entries  # all three came from the cache
     small = S.measure(net, unseen, metrics=("nmi", "knn", "1nn"), knn_k=2)
-    assert len(set(root.glob("*.json")) - entries) == 1  # only kNN was recomputed
+    assert len(set(root.glob("_layer_values-*.pt")) - entries) == 1  # only kNN recomputed
     pd.testing.assert_frame_equal(first[first.metric != "knn"], small[small.metric != "knn"])
     assert not np.allclose(first[first.metric == "knn"]["value"],
                            small[small.metric == "knn"]["value"])

@@ -1,5 +1,6 @@
 """The training loop: history, checkpoint and exact resume (helpers.train)."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -27,7 +28,7 @@ def test_interrupted_then_resumed_fit_equals_uninterrupted(small_set, tmp_path, 
     h1 = train.fit(straight, small_set, small_set, **kw)
 
     calls = {"n": 0}
-    real = train.evaluate
+    real = train._predict
 
     def dies_in_epoch_two(*a, **k):
         calls["n"] += 1
@@ -36,10 +37,10 @@ def test_interrupted_then_resumed_fit_equals_uninterrupted(small_set, tmp_path, 
         return real(*a, **k)
 
     ckpt = tmp_path / "run.ckpt"
-    monkeypatch.setattr(train, "evaluate", dies_in_epoch_two)
+    monkeypatch.setattr(train, "_predict", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train.fit(_model(), small_set, small_set, checkpoint=ckpt, checkpoint_every=0, **kw)
-    monkeypatch.setattr(train, "evaluate", real)
+    monkeypatch.setattr(train, "_predict", real)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
 
     resumed = _model()
@@ -122,7 +123,7 @@ def test_stop_at_ends_at_the_first_epoch_reaching_the_accuracy_and_stays_stopped
 
 
 @pytest.mark.parametrize("bad,match", [({"epochs": 0}, "epochs"), ({"lr": -1}, "lr"),
-                                       ({"optimizer": "adam"}, "optimizer"),
+                                       ({"optimizer": "lamb"}, "optimizer"),
                                        ({"schedule": "step"}, "schedule")])
 def test_bad_settings_name_the_argument(small_set, bad, match):
     with pytest.raises(ValueError, match=match):
@@ -135,3 +136,32 @@ def test_augmentation_is_reproducible_from_the_generator():
     b = train.augment_batch(x, torch.Generator().manual_seed(1))
     c = train.augment_batch(x, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "resnet10t"])
+def test_training_after_a_frozen_prefix_run_once_equals_running_it_every_step(
+        small_set, monkeypatch, name):
+    """The split path (frozen layers' outputs kept) trains the same weights and history as
+    the whole model with the same layers frozen; eval_train measures the training set in
+    evaluation mode after each epoch."""
+    kw = dict(epochs=2, lr=3e-3, batch_size=16, optimizer="adam", schedule="constant",
+              eval_train=True, progress=False)
+
+    def trained(limit):
+        monkeypatch.setattr(train, "PREFIX_CACHE_BYTES", limit)
+        torch.manual_seed(0)
+        model = models.create(name, 10, img_size=28, **({"width": 8} if name == "smallcnn" else {}))
+        models.freeze_first(model, 2)
+        return model, train.fit(model, small_set, small_set, **kw)
+
+    split_model, split_hist = trained(2**30)
+    whole_model, whole_hist = trained(0)  # too small to keep: the whole model every step
+    for (n, a), b in zip(split_model.state_dict().items(), whole_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=n)
+    cols = ["train_loss", "train_err", "test_loss", "test_err"]
+    pd.testing.assert_frame_equal(split_hist[cols], whole_hist[cols], rtol=1e-4)
+    loss, err = train.evaluate(split_model, small_set)
+    assert err == pytest.approx(split_hist.train_err.iloc[-1])
+    assert loss == pytest.approx(split_hist.train_loss.iloc[-1], rel=1e-5)
+    pred = split_hist.train_pred.iloc[-1]
+    assert err == pytest.approx((pred != small_set.labels.numpy()).mean())

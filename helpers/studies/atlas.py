@@ -139,23 +139,17 @@ def measure_set(net, dataset: ImageSet, metrics: Sequence[str], *, seeds: Sequen
                 weights: str | None = None) -> pd.DataFrame:
     """Every metric at every layer on one data set; its features extracted once (cached) and
     each metric cached on its own, keyed on the features' cache key."""
-    key = features.cache_key(net, dataset, layers=layers, pooling=pooling, weights=weights)
-    feats = {}
-
-    def layers_of():
-        if not feats:
-            out = features.extract(net, dataset, layers=layers, pooling=pooling, progress=False)
-            feats.update({k: v for k, v in out.items() if k != "logits"})
-        return feats
-
+    feats = features.lazy(net, dataset, layers=layers, pooling=pooling, weights=weights)
     labels = dataset.labels.numpy()
-    tables = [cache.cached_table(CHAPTER, m, measure, {"features": key, "metric": m, "seeds": list(seeds),
-                                         "fraction": fraction,
-                                         "options": {k: v for k, v in options.items()
-                                                     if k in options_of(m)}},
-                            lambda m=m: measure(layers_of(), labels, m, seeds, fraction, options))
-              for m in metrics]
+    tables = [cache.memo(_measure_features, feats, labels, m, list(seeds), fraction,
+                         {k: v for k, v in options.items() if k in options_of(m)},
+                         folder=CHAPTER) for m in metrics]
     return pd.concat(tables, ignore_index=True)
+
+
+def _measure_features(feats: cache.Lazy, labels: np.ndarray, metric: str, seeds: list,
+                      fraction: float, options: dict) -> pd.DataFrame:
+    return measure(feats.value, labels, metric, seeds, fraction, options)
 
 
 def head_scores(net, dataset: ImageSet, layers="all", pooling: str = "auto"
@@ -172,17 +166,16 @@ def head_scores(net, dataset: ImageSet, layers="all", pooling: str = "auto"
 def cka_map(net, dataset: ImageSet, layers="all", pooling: str = "auto",
             weights: str | None = None) -> pd.DataFrame:
     """Linear CKA between every pair of layers on (at most :data:`CKA_ROWS` of) ``dataset``."""
-    key = features.cache_key(net, dataset, layers=layers, pooling=pooling, weights=weights)
+    return cache.memo(_cka_table, features.lazy(net, dataset, layers=layers, pooling=pooling,
+                                                weights=weights), folder=CHAPTER)
 
-    def compute():
-        feats = features.extract(net, dataset, layers=layers, pooling=pooling, progress=False)
-        names = [k for k in feats if k != "logits"]
-        rows = np.random.default_rng(0).permutation(len(dataset))[:CKA_ROWS]
-        x = {k: np.asarray(feats[k])[np.sort(rows)] for k in names}
-        return pd.DataFrame([{"layer_a": a, "layer_b": b, "cka": linear_cka(x[a], x[b])}
-                             for a in names for b in names])
 
-    return cache.cached_table(CHAPTER, "cka", cka_map, {"features": key}, compute)
+def _cka_table(feats: cache.Lazy) -> pd.DataFrame:
+    names = list(feats.value)
+    rows = np.random.default_rng(0).permutation(len(feats.value[names[0]]))[:CKA_ROWS]
+    x = {k: np.asarray(feats.value[k])[np.sort(rows)] for k in names}
+    return pd.DataFrame([{"layer_a": a, "layer_b": b, "cka": linear_cka(x[a], x[b])}
+                         for a in names for b in names])
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import cache, data, models, plots, train, zoo
@@ -44,8 +43,6 @@ CHAPTER = "double_descent"
 #: glyph sources for the smallcnn family: name -> characters (the target is digits)
 GLYPH_SOURCES = {"digits": data.DIGITS, "letters": string.ascii_uppercase,
                  "all": data.CHARACTERS}
-#: cached prefix outputs larger than this are recomputed per batch instead (bytes)
-PREFIX_CACHE_BYTES = 256 * 2**20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,12 +116,11 @@ def train_source(arch: str, train_set: ImageSet, test_set: ImageSet, kwargs: dic
     from its training checkpoint."""
     torch.manual_seed(seed)
     model = _source_net(arch, len(train_set.classes), resolution, kwargs)
-    checkpoint = cache.entry(train_source, CHAPTER, (arch, train_set, test_set, kwargs,
-                                                     resolution, epochs, lr, batch_size, seed)
-                             ).with_suffix(".ckpt")
+    checkpoint = cache.checkpoint_file()
     hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
                      augment=True, seed=seed, checkpoint=checkpoint, progress=progress)
-    checkpoint.unlink(missing_ok=True)
+    if checkpoint:
+        checkpoint.unlink(missing_ok=True)
     model.cpu()
     report = {"name": f"{arch}@{train_set.domain}", "recipe": {"arch": arch, **kwargs,
               "data": train_set.domain, "epochs": epochs}, "sha256": cache.weights_hash(model),
@@ -190,64 +186,6 @@ def ks_crossing(counts: pd.DataFrame, sizes: Sequence[int]) -> dict[int, float]:
 # one transfer run
 
 
-class _Tail(nn.Module):
-    """Blocks ``k..`` of a :class:`SmallCNN` and its head: the trainable part after freezing."""
-
-    def __init__(self, model: models.SmallCNN, k: int):
-        super().__init__()
-        self.blocks = nn.Sequential(*list(model.blocks)[k:])
-        self.fc = model.fc
-
-    def forward(self, x):
-        return self.fc(self.blocks(x).mean(dim=(2, 3)))
-
-
-def _prefix(model: models.SmallCNN, k: int, images: torch.Tensor, batch_size: int = 1024):
-    """Output of the first ``k`` (frozen, eval-mode) blocks for uint8 images."""
-    return torch.cat([out for _, out in models.predict_batches(
-        model.blocks[:k], images, batch_size=batch_size, device="cpu",
-        spec=models.input_spec(model))])
-
-
-class _Inputs:
-    """The tail's inputs for a data set: cached prefix output, or computed per batch."""
-
-    def __init__(self, model, k: int, images: torch.Tensor):
-        self.model, self.k, self.images = model, k, images
-        probe = _prefix(model, k, images[:1])
-        self.cached = None
-        if probe.numel() * 4 * len(images) <= PREFIX_CACHE_BYTES:
-            self.cached = _prefix(model, k, images)
-
-    def __len__(self):
-        return len(self.images)
-
-    def batch(self, idx) -> torch.Tensor:
-        if self.cached is not None:
-            return self.cached[idx]
-        return _prefix(self.model, self.k, self.images[idx])
-
-
-@torch.inference_mode()
-def _errors(tail: nn.Module, inputs: _Inputs, labels: torch.Tensor, batch_size: int = 1024):
-    """(mean loss, per-sample wrong mask) of the tail in eval mode."""
-    tail.eval()
-    loss, wrong = 0.0, []
-    for s in range(0, len(inputs), batch_size):
-        idx = torch.arange(s, min(s + batch_size, len(inputs)))
-        out = tail(inputs.batch(idx))
-        loss += F.cross_entropy(out, labels[idx], reduction="sum").item()
-        wrong.append(out.argmax(1) != labels[idx])
-    return loss / len(inputs), torch.cat(wrong)
-
-
-def _predict(model: nn.Module, images: ImageSet, batch_size: int = 512) -> torch.Tensor:
-    """Predicted classes (eval mode) of any model, on its device."""
-    device = next(model.parameters()).device
-    return torch.cat([out.argmax(1).cpu() for _, out in models.predict_batches(
-        model, images.images, batch_size=batch_size, device=device)])
-
-
 def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: ImageSet,
                  clean_labels: torch.Tensor | None = None, *, epochs: int = 30,
                  lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
@@ -261,8 +199,8 @@ def transfer_run(source: nn.Module, k: int, train_set: ImageSet, test_set: Image
     memorized (fraction of the flipped labels that the model reproduces; nan without noise),
     test_loss, test_err, seconds. ``clean_labels`` are the labels before noise.
     """
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if optimizer not in train.OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {train.OPTIMIZERS}, got {optimizer!r}")
     run = cache.memo(train_tail, source, k, train_set, test_set, clean_labels, seed,
                      folder=CHAPTER, epochs=epochs, lr=lr, batch_size=batch_size,
                      optimizer=optimizer, weight_decay=weight_decay)
@@ -273,65 +211,27 @@ def train_tail(source: nn.Module, k: int, train_set: ImageSet, test_set: ImageSe
                clean_labels: torch.Tensor | None = None, seed: int = 0, *, epochs: int = 30,
                lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
                weight_decay: float = 0.0) -> dict:
-    """The job behind :func:`transfer_run`: {"history": rows, "state": the trained weights}.
-    Other architectures than SmallCNN train through :func:`helpers.train.fit` (which resumes
-    from its checkpoint beside this job's cache entry)."""
+    """The job behind :func:`transfer_run`: {"history": rows, "state": the trained weights},
+    trained by :func:`helpers.train.fit` (the frozen layers run once; resumed from its checkpoint
+    beside this job's cache entry)."""
     torch.manual_seed(seed)
     model = copy.deepcopy(source).cpu()
     model.reset_classifier(len(train_set.classes))
     trainable = models.freeze_first(model, k)
-    flipped = (None if clean_labels is None else (train_set.labels != clean_labels))
-    if not isinstance(model, models.SmallCNN):
-        checkpoint = cache.entry(train_tail, CHAPTER, (source, k, train_set, test_set,
-                                                       clean_labels, seed),
-                                 {"epochs": epochs, "lr": lr, "batch_size": batch_size,
-                                  "optimizer": optimizer, "weight_decay": weight_decay}
-                                 ).with_suffix(".ckpt")
-        hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
-                         optimizer="adamw" if optimizer == "adam" else "sgd",
-                         weight_decay=weight_decay, schedule="constant", seed=seed,
-                         checkpoint=checkpoint, progress=False)
+    checkpoint = cache.checkpoint_file()
+    hist = train.fit(model, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
+                     optimizer=optimizer, weight_decay=weight_decay, schedule="constant",
+                     seed=seed, checkpoint=checkpoint, eval_train=True, progress=False)
+    if checkpoint:
         checkpoint.unlink(missing_ok=True)
-        # fit's train_err is the running error in train mode; the final row gets the
-        # eval-mode error and the memorized fraction
-        pred = _predict(model, train_set)
-        hist["memorized"] = float("nan")
-        hist.loc[hist.index[-1], "train_err"] = (pred != train_set.labels).float().mean().item()
-        if flipped is not None and flipped.any():
-            hist.loc[hist.index[-1], "memorized"] = (
-                (pred[flipped] == train_set.labels[flipped]).float().mean().item())
-        hist = hist.drop(columns=["lr"])
-        state = {n: p.cpu() for n, p in model.state_dict().items()}
-    else:
-        tail = _Tail(model, k)
-        tr, te = _Inputs(model, k, train_set.images), _Inputs(model, k, test_set.images)
-        params = [p for p in tail.parameters() if p.requires_grad]
-        opt = train.make_optimizer(optimizer, params, lr=lr, weight_decay=weight_decay)
-        rows = []
-        for epoch in range(epochs):
-            tic = time.perf_counter()
-            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            perm = torch.randperm(len(train_set), generator=g)
-            tail.train()
-            for s in range(0, len(perm), batch_size):
-                idx = perm[s:s + batch_size]
-                loss = F.cross_entropy(tail(tr.batch(idx)), train_set.labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            train_loss, wrong = _errors(tail, tr, train_set.labels)
-            test_loss, test_wrong = _errors(tail, te, test_set.labels)
-            mem = float("nan")
-            if flipped is not None and flipped.any():
-                mem = 1 - wrong[flipped].float().mean().item()
-            rows.append({"epoch": epoch + 1, "train_loss": train_loss,
-                         "train_err": wrong.float().mean().item(), "memorized": mem,
-                         "test_loss": test_loss, "test_err": test_wrong.float().mean().item(),
-                         "seconds": time.perf_counter() - tic})
-        hist = pd.DataFrame(rows)
-        state = tail.state_dict()
+    pred = np.stack(hist.pop("train_pred"))  # (epochs, images)
+    hist["memorized"] = float("nan")
+    if clean_labels is not None and (flipped := (train_set.labels != clean_labels).numpy()).any():
+        hist["memorized"] = (pred[:, flipped] == train_set.labels.numpy()[flipped]).mean(1)
+    hist = hist.drop(columns=["lr"])
     hist["trainable"] = trainable
-    return {"history": hist.to_dict("records"), "state": state}
+    return {"history": hist.to_dict("records"),
+            "state": {n: p.cpu() for n, p in model.state_dict().items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,8 +275,8 @@ def run_plan(runs: pd.DataFrame, sources: dict, pool: ImageSet, test: ImageSet, 
     CPU each runs on one torch thread: the small CNN's tiny convolutions run fastest so, and
     a busy CPU makes more threads much slower.
     """
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if optimizer not in train.OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {train.OPTIMIZERS}, got {optimizer!r}")
     cfg = {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size),
            "optimizer": optimizer, "weight_decay": float(weight_decay)}
     rows = list(runs.itertuples(index=False))

@@ -13,7 +13,6 @@ changes only analysis parameters (a metric, kNN's k) reuses the models and the e
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ CONDITIONS = ("fine-tuned", "pre-trained", "random init")
 #: Their colours in every figure: two far apart, and grey for the random weights.
 CONDITION_COLOURS = dict(zip(CONDITIONS, (plots.COLOURS[0], plots.COLOURS[1], plots.COLOURS[7])))
 BASELINES = {"pretrained": "pre-trained", "random": "random init"}
+CHAPTER = "separability"  #: its folder in the cache
 
 #: The paper's numbers (methods page, section 1: book/methods.md): max over layers, mean of 3
 #: trials. The column order ViT, Swin, PVT, CvT, PoolFormer, ConvNeXtV2 is inferred from the
@@ -153,7 +153,7 @@ def make_domain(name: str, **params) -> Domain:
     if name not in EMBEDDED:
         return build_domain(name, **params)
     fonts = data.font_inventory() if name.startswith("glyph") else None
-    return cache.memo(build_domain, name, folder="separability", depends_on=fonts, **params)
+    return cache.memo(build_domain, name, folder=CHAPTER, depends_on=fonts, **params)
 
 
 def build_domain(name: str, *, seen_fonts: int = 16, unseen_fonts: int = 6, per_pair: int = 3,
@@ -255,7 +255,7 @@ def finetune(member: str, domain: Domain, *, scale: str = "default", epochs: int
                          start=cache.weights_hash(model), train=domain.train.fingerprint,
                          test=domain.test.fingerprint, epochs=epochs, lr=lr,
                          batch_size=batch_size, augment=augment, seed=seed, stop_at=stop_at)
-    ckpt = cache.cache_dir() / "separability" / f"{member.replace('/', '_')}-{key}.ckpt"
+    ckpt = cache.cache_dir() / CHAPTER / f"{member.replace('/', '_')}-{key}.ckpt"
     cached = ckpt.exists()
     tic = time.perf_counter()
     history = train.fit(model, domain.train, domain.test, epochs=epochs, lr=lr,
@@ -291,40 +291,28 @@ def measure(model, unseen: data.ImageSet, metrics=METRICS, knn_k: int | None = N
     Embedding (methods page, section 1: book/methods.md): CNN stage -> spatial mean; ViT
     block -> class token. k-means uses k = number of unseen classes; kNN's ``knn_k`` None means
     images per class - 1 (the paper's k = images per class, self excluded). Each metric's
-    values are cached on disk, keyed on the weights, the data, the pooling and the metric's
-    options.
+    values are cached on their own (:func:`helpers.cache.memo`), keyed on the features (weights,
+    data, pooling) and that metric's options.
     """
-    return _measure(cache.weights_hash(model), unseen,
-                    lambda: features.extract(model, unseen, pooling=pooling, progress=False),
-                    metrics, knn_k, probe_test_fraction, pooling, seed)
+    return _measure(features.lazy(model, unseen, pooling=pooling), unseen.labels.numpy(),
+                    metrics, knn_k, probe_test_fraction, seed)
 
 
-def _measure(weights: str, unseen: data.ImageSet, get_features, metrics, knn_k,
-             probe_test_fraction, pooling, seed) -> pd.DataFrame:
-    """:func:`measure` given the weights' hash and a function returning the layers' features
-    (called once, only when a metric is not cached)."""
-    root = cache.cache_dir() / "separability" / "metrics"
-    root.mkdir(parents=True, exist_ok=True)
-    feats = None
-    rows = []
-    for metric in metrics:
-        opts = metric_options(metric, knn_k, probe_test_fraction, seed)
-        key = cache.make_key((layerwise, features.extract), kind="separability-metric", weights=weights, data=unseen.fingerprint,
-                             pooling=pooling, metric=metric, options=opts)
-        entry = root / f"{key}.json"
-        if entry.exists():
-            table = pd.DataFrame(json.loads(entry.read_text()))
-        else:
-            if feats is None:
-                feats = {k: np.asarray(v) for k, v in get_features().items() if k != "logits"}
-            table = layerwise(feats, unseen.labels.numpy(), metrics=[metric], **opts)
-            cache.write_atomic(entry, table.to_json(orient="records", double_precision=15))
-        rows.append(table)
-    out = pd.concat(rows, ignore_index=True)
+def _measure(feats: cache.Lazy, labels: np.ndarray, metrics, knn_k, probe_test_fraction,
+             seed) -> pd.DataFrame:
+    """:func:`measure` of features made only when a metric is not cached."""
+    out = pd.concat([cache.memo(_layer_values, feats, labels, m, metric_options(
+        m, knn_k, probe_test_fraction, seed), folder=CHAPTER) for m in metrics],
+        ignore_index=True)
     order = {layer: i for i, layer in enumerate(dict.fromkeys(out["layer"]))}
     out["layer_index"] = out["layer"].map(order)
     out["depth"] = out["layer_index"] / max(1, len(order) - 1)
     return out[["layer", "layer_index", "depth", "metric", "value"]]
+
+
+def _layer_values(feats: cache.Lazy, labels: np.ndarray, metric: str, options: dict
+                  ) -> pd.DataFrame:
+    return layerwise(feats.value, labels, metrics=[metric], **options)
 
 
 def _start_identity(member: str, scale: str) -> str:
@@ -335,11 +323,6 @@ def _start_identity(member: str, scale: str) -> str:
     return member
 
 
-#: the code that makes a job's model and features (its cache key follows it; the metrics' own
-#: entries follow ``layerwise``)
-JOB_CODE = (finetune, pretrained, random_init, features.extract)
-
-
 def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: str = "default",
             epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, augment: bool = True,
             metrics=METRICS, knn_k: int | None = None, probe_test_fraction: float = 0.5,
@@ -347,56 +330,54 @@ def run_one(member: str, domain: Domain, condition: str, trial: int, *, scale: s
     """(layers table, info) of one model in one ``condition`` on one domain.
 
     ``condition``: "fine-tuned" (seed ``trial``), "pre-trained" or "random init" (seed
-    ``trial``). Results are cached per metric on everything that determines them, and the job
-    remembers its features' cache entry: a rerun with new analysis settings (k of kNN, the
-    metric list) measures the cached features and builds no model. ``cached_only``: None
-    instead of training or extracting.
+    ``trial``). The model's job (:func:`model_job`) and each metric are cached on their own
+    (:func:`helpers.cache.memo`): a rerun with new analysis settings (k of kNN, the metric
+    list) measures the cached features and builds no model. ``cached_only``: None instead of
+    training or extracting.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
     hyper = ({"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment,
-              "stop_at": stop_at} if condition == "fine-tuned" else None)
-    job = cache.make_key(JOB_CODE, kind="separability-job", member=member,
-                         start=_start_identity(member, scale), condition=condition,
-                         trial=None if condition == "pre-trained" else trial,
-                         train=domain.train.fingerprint, test=domain.test.fingerprint,
-                         unseen=domain.unseen.fingerprint, classes=len(domain.train.classes),
-                         hyper=hyper)
-    root = cache.cache_dir() / "separability" / "jobs"
-    files = {m: root / (cache.make_key(layerwise, job=job, metric=m, options=metric_options(
-        m, knn_k, probe_test_fraction, seed)) + ".json") for m in metrics}
-    info_file = root / f"{job}.json"
-    kw = {"metrics": metrics, "knn_k": knn_k, "probe_test_fraction": probe_test_fraction,
-          "pooling": "auto", "seed": seed}
-    info = cache.read_json(info_file)
-    if info is not None and all(f.exists() for f in files.values()):
-        table = pd.concat([pd.DataFrame(json.loads(f.read_text())) for f in files.values()],
-                          ignore_index=True)
-        return table, {**info, "cached": True}
-    feats = features.load(info["features"]) if info and "features" in info else None
-    if feats is not None:  # analysis only: new metrics of the cached features
-        table = _measure(info["weights"], domain.unseen, lambda: feats, **kw)
-        _write_job(files, table)
-        return table, {**info, "cached": True}
-    if cached_only:
-        return None
-    n_seen = len(domain.train.classes)
+              "stop_at": stop_at} if condition == "fine-tuned" else {})
+    job = (member, domain, condition, trial, scale, hyper)
+    start = {"start": _start_identity(member, scale)}
+    info = cache.memo(model_job, *job, folder=CHAPTER, depends_on=start, cached_only=True)
+    cached = info is not None
+    if not cached:
+        if cached_only:
+            return None
+        info = cache.memo(model_job, *job, folder=CHAPTER, depends_on=start)
+    feats = cache.Lazy(info["features"], lambda: _job_features(info["features"], *job))
+    table = _measure(feats, domain.unseen.labels.numpy(), metrics, knn_k, probe_test_fraction,
+                     seed)
+    return table, {**info, "cached": cached}
+
+
+def model_job(member: str, domain: Domain, condition: str, trial: int, scale: str,
+              hyper: dict) -> dict:
+    """One model of the study made (``hyper``: :func:`finetune`'s settings) and its features of
+    the unseen set extracted: seen_accuracy, epochs, seconds, features (their cache key)."""
+    model, info = _job_model(member, domain, condition, trial, scale, hyper)
+    features.extract(model, domain.unseen, progress=False)
+    return {**info, "features": features.cache_key(model, domain.unseen)}
+
+
+def _job_model(member, domain, condition, trial, scale, hyper):
     if condition == "fine-tuned":
-        model, info = finetune(member, domain, scale=scale, epochs=epochs, lr=lr,
-                               batch_size=batch_size, augment=augment, seed=trial,
-                               stop_at=stop_at)
-        info = {k: info[k] for k in ("seen_accuracy", "epochs", "seconds", "cached")}
-    else:
-        make = pretrained if condition == "pre-trained" else random_init
-        model = make(member, n_seen, scale, seed=trial)
-        info = {"seen_accuracy": float("nan"), "epochs": 0, "seconds": 0.0, "cached": False}
-    info["weights"] = cache.weights_hash(model)
-    table = _measure(info["weights"], domain.unseen,
-                     lambda: features.extract(model, domain.unseen, progress=False), **kw)
-    info["features"] = features.cache_key(model, domain.unseen, weights=info["weights"])
-    _write_job(files, table)
-    cache.write_atomic(info_file, json.dumps(info))
-    return table, info
+        model, info = finetune(member, domain, scale=scale, seed=trial, **hyper)
+        return model, {k: info[k] for k in ("seen_accuracy", "epochs", "seconds")}
+    make = pretrained if condition == "pre-trained" else random_init
+    model = make(member, len(domain.train.classes), scale, seed=trial)
+    return model, {"seen_accuracy": float("nan"), "epochs": 0, "seconds": 0.0}
+
+
+def _job_features(key: str, *job) -> dict:
+    """The unseen set's layers of a job's model: from the features cache, else from the model
+    made again (its fine-tuning checkpoint reused)."""
+    found = features.load(key)
+    if found is None:
+        found = features.extract(_job_model(*job)[0], job[1].unseen, progress=False)
+    return {k: v for k, v in found.items() if k != "logits"}
 
 
 def _job(member, domain, condition, trial, stop_at, cached_only: bool = False, **kw):
@@ -416,14 +397,6 @@ def domain_levels(stop_at, domains) -> dict:
         raise ValueError(f"accuracy_levels (stop_at): give one level, or one per domain "
                          f"({len(domains)} domains: {[d.label for d in domains]}); got {levels}")
     return {d.label: level for d, level in zip(domains, levels)}
-
-
-def _write_job(files: dict, table: pd.DataFrame) -> None:
-    """One job's values, one JSON file per metric."""
-    next(iter(files.values())).parent.mkdir(parents=True, exist_ok=True)
-    for m, f in files.items():
-        cache.write_atomic(f, table[table["metric"] == m].to_json(orient="records",
-                                                             double_precision=15))
 
 
 def run(members, domains, *, scale: str = "default", trials=(0,),

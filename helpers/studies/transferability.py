@@ -183,12 +183,6 @@ def torchvision_target(name: str, per_class: int, resolution: int = 224, seed: i
 # Fine-tuning (the ground truth)
 # ---------------------------------------------------------------------------------------------
 
-def _root() -> Path:
-    path = cache.cache_dir() / CACHE
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _weights_id(member: str, scale: str) -> str:
     """What pins a member's pre-trained weights, known without loading them: the sha256 of a
     zoo member's weights file (from its report), or the timm name with its tag. Scores are keyed
@@ -223,13 +217,13 @@ def finetune_run(member: str, train: data.ImageSet, test: data.ImageSet, scale: 
     """The job behind :func:`finetune`: the run and its result, uncached."""
     torch.manual_seed(seed)  # the fresh head's initialization
     model, _ = zoo.load(member, scale, num_classes=len(train.classes), progress=False)
-    checkpoint = cache.entry(finetune_run, CACHE, (member, train, test, scale, seed),
-                             settings).with_suffix(".ckpt")
+    checkpoint = cache.checkpoint_file()
     tic = time.perf_counter()
     history = fit(model, train, None, checkpoint=checkpoint, progress=False, seed=seed,
                   **settings)
     _, err = evaluate(model, test)
-    checkpoint.unlink(missing_ok=True)
+    if checkpoint:
+        checkpoint.unlink(missing_ok=True)
     return {"member": member, "target": train.domain, "seed": seed, "accuracy": 1 - err,
             "final_train_loss": float(history["train_loss"].iloc[-1]),
             "train_seconds": time.perf_counter() - tic, **settings}
@@ -450,11 +444,6 @@ def _raw_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    with cache.atomic(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
 def score_member(model, train: data.ImageSet, *, knn_k: int = 10, probe_epochs: int = 50,
                  pca_dim: int = 64, seed: int = 0, layers: bool = True) -> tuple[pd.DataFrame,
                                                                                  pd.DataFrame]:
@@ -475,44 +464,52 @@ def _score(get_model, weights: str, train: data.ImageSet, *, knn_k: int = 10,
     """:func:`score_member` given what identifies the weights; ``get_model()`` is called only
     when a score is not cached."""
     labels = train.labels.numpy()
-    opts = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
-    base = {"kind": "transferability-scores", "weights": weights,
-            "data": train.fingerprint, "layers": layers}
-    scored = (*_LAYERWISE, *_FINAL_ONLY)
-    paths = {m: _root() / f"scores-{m}-{cache.make_key(_score, **base, metric=m, **opts.get(m, {}))}.csv"
-             for m in (*scored, "head")}
-    missing = [m for m in scored if not paths[m].exists()]
-    pl = None
-    if missing or not paths["head"].exists():
-        model = get_model()
-        pl = pre_logits(model, train)
-    if missing:
-        final = {"pre_logits": pl["pre_logits"]}
-        inputs = dict(final)
-        if layers:
-            feats = features.extract(model, train, progress=False)
-            inputs.update({k: v for k, v in feats.items() if k != "logits"})
-        with one_thread():
-            parts = [layerwise_each(where, labels, {m: opts[m] for m in missing if m in group})
-                     for where, group in ((inputs, _LAYERWISE), (final, _FINAL_ONLY))
-                     if any(m in group for m in missing)]
-        table = _raw_rows(pd.concat(parts, ignore_index=True))
-        order = {name: i for i, name in enumerate(layer_names(model))}
-        table["layer_index"] = table["layer"].map(order).fillna(-1).astype(int)
-        for m in missing:
-            _write_csv(table[table.source == m].drop(columns="source"), paths[m])
-    if not paths["head"].exists():
-        probs = torch.softmax(torch.as_tensor(pl["logits"], dtype=torch.float64), 1).numpy()
-        _write_csv(pd.DataFrame({"layer": "head", "metric": ["leep", "nce", "params"],
-                                 "value": [leep(probs, labels), nce(probs.argmax(1), labels),
-                                           sum(p.numel() for p in model.parameters())],
-                                 "layer_index": -1}), paths["head"])
-    table = pd.concat([pd.read_csv(paths[m]) for m in (*scored, "head")], ignore_index=True)
+    key = cache.make_key((_score_inputs, pre_logits, features.extract), weights=weights,
+                         data=train.fingerprint, layers=layers)
+    inputs = cache.Lazy(key, lambda: _score_inputs(get_model(), train, layers))
+    each = _metric_options(labels, knn_k, probe_epochs, pca_dim, seed)
+    scored = cache.memo_each(_scores, inputs, labels, each=each, folder=CACHE)
+    head = cache.memo(_head_scores, inputs, labels, folder=CACHE)
+    table = pd.concat([*scored.values(), head], ignore_index=True)
     n_layers = int(table["layer_index"].max()) + 1  # every layer has rows (extract: all)
     table["depth"] = table["layer_index"] / max(1, n_layers - 1)
     final = table[table.layer_index == -1][["metric", "value"]].reset_index(drop=True)
     per_layer = table[table.layer_index >= 0].reset_index(drop=True)
     return final, per_layer
+
+
+def _score_inputs(model, train: data.ImageSet, layers: bool) -> dict:
+    """What the scores read: the pre-logits and logits, every layer's features (``layers``),
+    the layers' order and the number of parameters."""
+    pl = pre_logits(model, train)
+    feats = features.extract(model, train, progress=False) if layers else {}
+    return {**pl, "layers": {k: v for k, v in feats.items() if k != "logits"},
+            "order": layer_names(model), "params": sum(p.numel() for p in model.parameters())}
+
+
+def _scores(inputs: cache.Lazy, labels: np.ndarray, *, each: dict) -> dict[str, pd.DataFrame]:
+    """{metric: its rows (layer, metric, value, layer_index; -1 = the pre-logits)} for the
+    metrics of ``each`` (metric -> options), those that allow it sharing one call."""
+    final = {"pre_logits": inputs.value["pre_logits"]}
+    where = {**final, **inputs.value["layers"]}
+    with one_thread():
+        parts = [layerwise_each(at, labels, {m: each[m] for m in each if m in group})
+                 for at, group in ((where, _LAYERWISE), (final, _FINAL_ONLY))
+                 if any(m in group for m in each)]
+    table = _raw_rows(pd.concat(parts, ignore_index=True))
+    order = {name: i for i, name in enumerate(inputs.value["order"])}
+    table["layer_index"] = table["layer"].map(order).fillna(-1).astype(int)
+    return {m: table[table.source == m].drop(columns="source").reset_index(drop=True)
+            for m in each}
+
+
+def _head_scores(inputs: cache.Lazy, labels: np.ndarray) -> pd.DataFrame:
+    """LEEP and NCE from the source head's posteriors, and the number of parameters."""
+    probs = torch.softmax(torch.as_tensor(inputs.value["logits"], dtype=torch.float64), 1)
+    probs = probs.numpy()
+    return pd.DataFrame({"layer": "head", "metric": ["leep", "nce", "params"],
+                         "value": [leep(probs, labels), nce(probs.argmax(1), labels),
+                                   inputs.value["params"]], "layer_index": -1})
 
 
 def score_table(members, targets: dict, scale: str = "default", progress: bool = False,

@@ -250,29 +250,27 @@ def probe_split(labels: np.ndarray, train_per_class: int, test_per_class: int, s
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _cached(kind: str, key_parts: dict, compute) -> pd.DataFrame:
-    """A small table computed once per key and kept as CSV under ``cache_dir()/tunnel``."""
-    return cache.cached_table("tunnel", f"tunnel-{kind}", compute, key_parts, compute)
-
-
-def _layers(net, dataset: ImageSet, cnn_pooling: str) -> dict[str, np.ndarray]:
+def _layers(net, dataset: ImageSet, cnn_pooling: str, weights: str | None = None) -> cache.Lazy:
     pooling, norm = pooling_for(net, cnn_pooling)
-    feats = features.extract(net, dataset, pooling=pooling, norm=norm, progress=False)
-    return {k: v for k, v in feats.items() if k != "logits"}
+    return features.lazy(net, dataset, pooling=pooling, norm=norm, weights=weights)
 
 
-def _probe_table(layers: dict, labels: np.ndarray, seeds, train_per_class: int,
-                 test_per_class: int, device, options: dict) -> pd.DataFrame:
-    """Probe accuracy at every layer for every seed (one split per seed, shared by layers)."""
+def _probe_table(layers: cache.Lazy, labels: np.ndarray, seeds, train_per_class: int,
+                 test_per_class: int, options: dict) -> pd.DataFrame:
+    """Probe accuracy at every layer for every seed (one split per seed, shared by layers), on
+    the device the features were made on."""
+    device = get_device(quiet=True)
     rows = []
-    for seed in seeds:
-        train, test = probe_split(labels, train_per_class, test_per_class, seed)
-        for i, (layer, x) in enumerate(layers.items()):
-            x = torch.tensor(np.asarray(x), device=device)  # a copy: features are read-only
-            acc = linear_probe(x[train], labels[train], x[test], labels[test],
-                               random_state=seed, **options)
-            rows.append({"layer": layer, "layer_index": i,
-                         "depth": i / max(1, len(layers) - 1), "seed": seed, "accuracy": acc})
+    with one_thread() if device.type == "cpu" else contextlib.nullcontext():
+        for seed in seeds:
+            train, test = probe_split(labels, train_per_class, test_per_class, seed)
+            for i, (layer, x) in enumerate(layers.value.items()):
+                x = torch.tensor(np.asarray(x), device=device)  # a copy: features are read-only
+                acc = linear_probe(x[train], labels[train], x[test], labels[test],
+                                   random_state=seed, **options)
+                rows.append({"layer": layer, "layer_index": i,
+                             "depth": i / max(1, len(layers.value) - 1), "seed": seed,
+                             "accuracy": acc})
     return pd.DataFrame(rows)
 
 
@@ -289,21 +287,12 @@ def probe_curves(net, member: str, sets: dict[str, ImageSet], seeds=(0, 1, 2),
     """
     options = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay,
                "label_smoothing": label_smoothing}
-    pooling = pooling_for(net, cnn_pooling)
     weights = cache.weights_hash(net)
     tables = []
     for name, dataset in sets.items():
-        def compute(dataset=dataset):
-            layers = _layers(net, dataset, cnn_pooling)
-            device = get_device(quiet=True)  # probes run where the features were made
-            with one_thread() if device.type == "cpu" else contextlib.nullcontext():
-                return _probe_table(layers, dataset.labels.numpy(), seeds, train_per_class,
-                                    test_per_class, device, options)
-
-        table = _cached("probe", {"weights": weights, "data": dataset.fingerprint,
-                                  "pooling": pooling, "seeds": list(seeds),
-                                  "train_per_class": train_per_class,
-                                  "test_per_class": test_per_class, **options}, compute)
+        table = cache.memo(_probe_table, _layers(net, dataset, cnn_pooling, weights),
+                           dataset.labels.numpy(), list(seeds), train_per_class, test_per_class,
+                           options, folder="tunnel")
         table.insert(0, "dataset", name)
         table["chance"] = 1 / len(dataset.classes)
         tables.append(table)
@@ -319,20 +308,18 @@ def geometry(net, member: str, dataset: ImageSet, cnn_pooling: str = "pool2x2",
 
     Columns: member, layer, layer_index, depth, metric, value.
     """
-    def compute():
-        layers = _layers(net, dataset, cnn_pooling)
-        with one_thread():
-            table = layerwise(layers, dataset.labels.numpy(), metrics=GEOMETRY,
-                              max_samples=max_samples)
-        order = {layer: i for i, layer in enumerate(layers)}
-        table.insert(1, "layer_index", table["layer"].map(order))
-        table.insert(2, "depth", table["layer_index"] / max(1, len(layers) - 1))
-        return table
-
-    table = _cached("geometry", {"weights": cache.weights_hash(net), "data": dataset.fingerprint,
-                                 "pooling": pooling_for(net, cnn_pooling),
-                                 "max_samples": max_samples}, compute)
+    table = cache.memo(_geometry_table, _layers(net, dataset, cnn_pooling),
+                       dataset.labels.numpy(), max_samples, folder="tunnel")
     table.insert(0, "member", member)
+    return table
+
+
+def _geometry_table(layers: cache.Lazy, labels: np.ndarray, max_samples: int) -> pd.DataFrame:
+    with one_thread():
+        table = layerwise(layers.value, labels, metrics=GEOMETRY, max_samples=max_samples)
+    order = {layer: i for i, layer in enumerate(layers.value)}
+    table.insert(1, "layer_index", table["layer"].map(order))
+    table.insert(2, "depth", table["layer_index"] / max(1, len(order) - 1))
     return table
 
 
