@@ -48,7 +48,8 @@ LOADING_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "p
 # Added by the test server to every page it serves: 3 s after the page has loaded (MathJax and
 # the widgets drawn), the elements of the page's text column (main's article) whose right edge
 # lies beyond the column's, except inside a box that scrolls by itself (overflow-x auto or
-# scroll: tables' wrappers, code blocks), as JSON in <pre id="layout-check">.
+# scroll: tables' wrappers, code blocks), and the glued values drawn bold where the page did
+# not ask for bold, as JSON in <pre id="layout-check">.
 LAYOUT_CHECK = """<script>
 window.addEventListener("load", function () {
   setTimeout(function () {
@@ -73,9 +74,15 @@ window.addEventListener("load", function () {
     var out = document.createElement("pre");
     out.id = "layout-check";
     out.hidden = true;
+    var bold = [];
+    column.querySelectorAll("span.pasted-text").forEach(function (el) {
+      if (!el.closest("strong, b, th") && parseInt(getComputedStyle(el).fontWeight) >= 600)
+        bold.push(el.textContent.slice(0, 40));
+    });
     out.textContent = JSON.stringify({
       column: Math.round(column.getBoundingClientRect().width), wide: wide.slice(0, 20),
-      scrolls: document.documentElement.scrollWidth > document.documentElement.clientWidth});
+      scrolls: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+      bold: bold.slice(0, 5)});
     document.body.appendChild(out);
   }, 3000);
 });
@@ -147,6 +154,7 @@ def _build_fixture_book(root: Path) -> Site:
     shutil.copy(ROOT / "_config.yml", root)
     for name in ("intro.md", "references.bib"):
         shutil.copy(ROOT / "book" / name, root / "book")
+    shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
     try:
         vendor = book.fetch_assets()
     except book.BuildError as exc:
@@ -526,7 +534,7 @@ def test_every_figure_of_a_chapter_is_numbered_and_captioned(
 
 
 @pytest.mark.slow
-def test_no_element_of_a_chapter_is_wider_than_the_page(
+def test_no_element_of_a_chapter_is_wider_than_the_page_and_glued_values_read_as_text(
     site: Site, pages: dict[str, Page]
 ) -> None:
     problems = []
@@ -537,6 +545,7 @@ def test_no_element_of_a_chapter_is_wider_than_the_page(
         problems += [f"{page.path} ({layout['column']} px wide): {w}" for w in layout["wide"]]
         if layout["scrolls"]:
             problems.append(f"{page.path}: the page scrolls horizontally")
+        problems += [f"{page.path}: a glued value drawn bold: {t!r}" for t in layout["bold"]]
     assert not problems, "\n".join(problems)
 
 
