@@ -115,7 +115,8 @@ def test_generalization_index_is_the_max_over_layers_per_run():
     assert gen.loc[3, "last_nmi"] == .35
 
 
-def test_measure_caches_each_metric_and_knn_k_changes_only_knn(mnist):
+def test_measure_caches_each_metric_and_knn_k_changes_only_knn(mnist, monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))  # a cache of its own: entries counted
     torch.manual_seed(0)
     net = models.create("smallcnn", 3, width=8, depth=3, img_size=16)
     unseen = data.resize(data.per_class(mnist.keep_classes(["0", "1", "7"]), 10, seed=0), 16)

@@ -213,7 +213,8 @@ def test_finetune_learns_is_cached_and_drops_its_training_checkpoint(tiny_zoo):
     assert not other["cached"]
 
 
-def test_scores_cover_every_metric_and_layer_and_are_cached(tiny_zoo):
+def test_scores_cover_every_metric_and_layer_and_are_cached(tiny_zoo, monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))  # a cache of its own: entries counted
     train, _ = study.make_target("digits8x8", 8, 1, resolution=16)
     model, _ = tiny_zoo("tiny")
     final, per_layer = study.score_member(model, train, probe_epochs=3)
