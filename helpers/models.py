@@ -175,8 +175,9 @@ def predict_batches(model: nn.Module, images: torch.Tensor, fn=None, batch_size:
     prepared by :func:`preprocess` (``spec``: the model's :func:`input_spec`; float ``images``
     are taken as prepared already, e.g. a frozen prefix's outputs); ``fn`` defaults to the
     logits. The one batched inference loop of the package (extraction, evaluation,
-    pre-logits, double descent): evaluation mode (restored after), no autograd (the caller's code
-    between batches runs without it too), mixed precision and channels-last on a GPU, pinned
+    pre-logits, double descent): evaluation mode (restored after), inference mode (no autograd;
+    the caller's code between batches runs in it too, so keep tensors made there only through
+    a copy or a function applied after the loop), mixed precision and channels-last on a GPU, pinned
     host memory for the copies."""
     from .device import autocast, get_device
 
@@ -187,7 +188,7 @@ def predict_batches(model: nn.Module, images: torch.Tensor, fn=None, batch_size:
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 batch = images[start:start + batch_size]
                 if device.type == "cuda" and not batch.is_cuda:
