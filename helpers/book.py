@@ -259,15 +259,13 @@ def build(root: Path, toc: Path) -> int:
 
 def write_timings(executed: Path) -> Path:
     """A table of each executed chapter's profile, device, wall and CPU time (the course page
-    includes it), read from what ``python -m helpers run`` recorded in the notebooks, and a
-    note when chapters ran side by side (their wall times then overlap)."""
+    includes it), read from what ``python -m helpers run`` recorded in the notebooks."""
     import nbformat
 
     from .chapters import REGISTRY
 
     rows = ["| chapter | profile | device | run time | CPU time | date |",
             "| --- | --- | --- | --- | --- | --- |"]
-    side_by_side = 1
     for cid, title in REGISTRY:
         path = executed / f"{cid}.ipynb"
         if path.exists():
@@ -277,14 +275,9 @@ def write_timings(executed: Path) -> Path:
                 rows.append(f"| {title} | {meta['profile']} | {meta['device']} | "
                             f"{meta['seconds'] / 60:.1f} min | "
                             f"{'' if cpu is None else f'{cpu / 60:.1f} min'} | {meta['date']} |")
-                side_by_side = max(side_by_side, meta.get("parallel", 1))
-    note = ("" if side_by_side == 1 else
-            f"\nThe chapters ran {side_by_side} at a time (`python -m helpers book --parallel "
-            f"{side_by_side}`), sharing the machine: each one alone takes less than its run "
-            "time here; the CPU time (its kernel and job workers) is its own.\n")
     executed.mkdir(parents=True, exist_ok=True)
     out = executed / "timings.md"
-    out.write_text("\n".join(rows) + "\n" + note if len(rows) > 2 else
+    out.write_text("\n".join(rows) + "\n" if len(rows) > 2 else
                    "No chapter has been run with `python -m helpers run` yet.\n")
     return out
 

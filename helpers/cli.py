@@ -22,9 +22,6 @@ from typing import Any, NoReturn
 from helpers import chapters
 from helpers.chapters import ParameterError
 
-#: set in each chapter's process by :func:`run_side_by_side`: how many chapters ran at a time
-PARALLEL_ENV = "HELPERS_PARALLEL_CHAPTERS"
-
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and exit status 2."""
@@ -32,13 +29,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print ``error: message`` and exit 2 (argparse's default prints the usage too)."""
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def _positive(text: str) -> int:
-    """An int >= 1 (argparse type)."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,11 +50,6 @@ def _parser() -> argparse.ArgumentParser:
         "help": "where sweeps of independent jobs run: local, gpus, slurm or tcp://HOST:PORT "
                 "(default: $HELPERS_SCHEDULER, else local)",
     }
-    def parallel(default: int) -> dict:
-        return {"type": _positive, "default": default, "metavar": "N",
-                "help": "chapters run at a time, each in its own process; the others' jobs use "
-                        "the cores one leaves idle (default: %(default)s)"}
-
     run = commands.add_parser("run", help="execute chapters with papermill")
     run.add_argument("chapters", nargs="*", metavar="CHAPTER", help="default: all available")
     run.add_argument("--profile", **profile)
@@ -83,7 +68,6 @@ def _parser() -> argparse.ArgumentParser:
         default=chapters.EXECUTED,
         help="where executed notebooks go (default: book/chapters)",
     )
-    run.add_argument("-j", "--parallel", **parallel(1))
 
     student = commands.add_parser(
         "student", help="write the exercise notebooks: student copies without the solutions, "
@@ -101,7 +85,6 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--profile", **profile)
     book.add_argument("--scheduler", **scheduler)
     book.add_argument("--skip-run", action="store_true", help="build from the executed notebooks")
-    book.add_argument("-j", "--parallel", **parallel(2))
     return parser
 
 
@@ -148,17 +131,13 @@ def run_chapters(
     profile: str,
     overrides: dict[str, Any],
     output_dir: Path = chapters.EXECUTED,
-    parallel: int = 1,
 ) -> int:
-    """Validate everything, then execute each chapter with papermill, ``parallel`` chapters at
-    a time (:func:`run_side_by_side`); 0 if all succeeded."""
+    """Validate everything, then execute each chapter with papermill; 0 if all succeeded."""
     ids = list(chapter_ids) or [c.id for c in chapters.available()]
     if not ids:
         print("no chapter notebooks yet: nothing to run", file=sys.stderr)
         return 0
     resolved = chapters.resolve(ids, profile, overrides)
-    if parallel > 1 and len(resolved) > 1:
-        return run_side_by_side(list(resolved), profile, overrides, output_dir, parallel)
 
     import papermill  # slow to import: only once the inputs are known to be good
     from papermill.exceptions import PapermillExecutionError
@@ -195,15 +174,11 @@ def run_chapters(
             )
             continue
         seconds = time.perf_counter() - start
-        record_run(target, profile, seconds, overrides=_own(cid, overrides),
+        record_run(target, profile, seconds, overrides={k: v for k, v in overrides.items()
+                                                         if k in chapters.get(cid).schema},
                    cpu_seconds=_cpu_seconds() - cpu)
         print(f"done {cid} in {seconds:.1f} s")
     return 1 if failed else 0
-
-
-def _own(chapter_id: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The overrides that ``chapter_id`` declares."""
-    return {k: v for k, v in overrides.items() if k in chapters.get(chapter_id).schema}
 
 
 def _cpu_seconds() -> float:
@@ -213,49 +188,6 @@ def _cpu_seconds() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def run_side_by_side(ids: Sequence[str], profile: str, overrides: Mapping[str, Any],
-                     output_dir: Path, parallel: int) -> int:
-    """Each chapter in its own ``python -m helpers run`` process, ``parallel`` at a time in
-    book order, so that one chapter's serial steps (a kernel starting, a figure, a score
-    computed in the notebook) leave no core idle: another chapter's jobs use it. Chapters that
-    need the same zoo member or cache entry wait for each other's (locked) result, never
-    compute it twice. Each one's output goes to ``<output_dir>/logs/<id>.log``; 0 if all
-    succeeded."""
-    import subprocess
-
-    logs = output_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    waiting, running, failed = list(ids), {}, 0
-    while waiting or running:
-        while waiting and len(running) < parallel:
-            cid = waiting.pop(0)
-            params = [a for k, v in _own(cid, overrides).items()
-                      for a in ("-p", f"{k}={json.dumps(v)}")]
-            log = logs / f"{cid}.log"
-            with log.open("w") as out:
-                running[cid] = subprocess.Popen(
-                    [sys.executable, "-m", "helpers", "run", cid, "--profile", profile,
-                     "--output-dir", str(output_dir), *params],
-                    stdout=out, stderr=subprocess.STDOUT, cwd=chapters.ROOT,
-                    env={**os.environ, PARALLEL_ENV: str(parallel)})
-            print(f"running {cid} ({profile}), {parallel} chapters at a time; its output: "
-                  f"{chapters.rel(log)}", flush=True)
-        time.sleep(0.5)
-        for cid, proc in list(running.items()):
-            if proc.poll() is None:
-                continue
-            del running[cid]
-            lines = (logs / f"{cid}.log").read_text(errors="replace").splitlines()
-            if proc.returncode:
-                failed += 1
-                errors = [x for x in lines if x.startswith(("error:", "  details:"))]
-                print("\n".join(errors or lines[-20:]), file=sys.stderr, flush=True)
-            else:
-                print(next((x for x in reversed(lines) if x.startswith("done ")), f"done {cid}"),
-                      flush=True)
-    return 1 if failed else 0
 
 
 def _mirror_output_widgets_one_way() -> None:
@@ -279,9 +211,8 @@ def _mirror_output_widgets_one_way() -> None:
 def record_run(notebook: Path, profile: str, seconds: float,
                overrides: Mapping[str, Any] | None = None, cpu_seconds: float | None = None
                ) -> None:
-    """Note the profile, device, wall and CPU time and the chapters run at a time in the
-    executed notebook (the course page's table) and fold its plumbing away
-    (:func:`fold_plumbing`)."""
+    """Note the profile, device, wall and CPU time in the executed notebook (the course page's
+    table) and fold its plumbing away (:func:`fold_plumbing`)."""
     import nbformat
 
     from .book import glued
@@ -289,8 +220,7 @@ def record_run(notebook: Path, profile: str, seconds: float,
     device = glued(notebook).get(chapters.DEVICE_GLUE, "unknown")
     nb = nbformat.read(notebook, as_version=4)
     nb.metadata["helpers"] = {"profile": profile, "seconds": round(seconds, 1), "device": device,
-                              "date": time.strftime("%Y-%m-%d"),
-                              "parallel": int(os.environ.get(PARALLEL_ENV, "1"))}
+                              "date": time.strftime("%Y-%m-%d")}
     if cpu_seconds is not None:
         nb.metadata["helpers"]["cpu_seconds"] = round(cpu_seconds, 1)
     fold_plumbing(nb, notebook.stem, overrides or {}, launch_links(notebook.stem))
@@ -384,13 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_list(args.chapter)
         if args.command == "run":
             overrides = dict(chapters.parse_assignment(a) for a in args.param)
-            return run_chapters(args.chapters, args.profile, overrides, args.output_dir,
-                                args.parallel)
+            return run_chapters(args.chapters, args.profile, overrides, args.output_dir)
         if args.command == "student":
             return cmd_student(args.chapters, args.output_dir)
         chapters.check_profile(args.profile)
-        if not args.skip_run and (status := run_chapters([], args.profile, {},
-                                                         parallel=args.parallel)):
+        if not args.skip_run and (status := run_chapters([], args.profile, {})):
             return status
         from helpers import book
 
