@@ -122,8 +122,7 @@ def _glued_notebook(path: Path, values: dict[str, str]) -> None:
                                 "nbformat_minor": 5}))
 
 
-def test_timings_give_wall_and_cpu_time(
-        tmp_path: Path) -> None:
+def test_timings_give_wall_and_cpu_time(tmp_path: Path) -> None:
     import nbformat
 
     from helpers.book import write_timings
