@@ -445,3 +445,25 @@ def test_fold_plumbing_hides_the_source_of_cells_that_only_glue() -> None:
     fold_plumbing(nb, "tunnel", {})
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert tags[4:] == [["hide-input"], []]
+
+
+def test_a_chapters_cpu_time_counts_its_job_workers() -> None:
+    """``_cpu_seconds`` (the timings page's CPU column) includes the CPU of the job workers a
+    chapter starts, not only its kernel's: here a child running two CPU-bound jobs in two
+    worker processes, each reporting its own CPU time."""
+    from helpers.cli import _cpu_seconds
+
+    script = ("import time\n"
+              "from helpers import jobs\n"
+              "def burn(seconds):\n"
+              "    end = time.process_time() + seconds\n"
+              "    while time.process_time() < end:\n"
+              "        pass\n"
+              "    return time.process_time()\n"
+              "workers = sum(jobs.run(burn, [(1.5,), (1.5,)], workers=2))\n"
+              "print(time.process_time() + workers)\n")
+    before = _cpu_seconds()
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    counted = _cpu_seconds() - before
+    assert counted >= float(out.stdout.split()[-1]) - 0.05  # kernel + both workers (>= 3 s)
