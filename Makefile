@@ -3,12 +3,17 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY := .venv/bin/python
 PROFILE ?= default
+# uv installs the pinned list in parallel: 52 s instead of pip's 138 s here (bench/RESULTS.md)
+UV := uv==0.13.9
 
 .PHONY: book test bench profile lab clean
 
 .venv/ok: requirements.txt pyproject.toml
 	python3 -m venv .venv
-	$(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) -m pip install -q $(UV) 2>&1 | { grep -v 'is ignored' || true; }
+	.venv/bin/uv pip install -q --python $(PY) --compile-bytecode -r requirements.txt \
+	  || { echo "uv could not install requirements.txt (a pip-only index?): installing with pip"; \
+	       $(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v 'is ignored' || true; }; }
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) -c "import helpers, torch, timm, papermill, jupyter_book"
 	touch $@
