@@ -1,6 +1,7 @@
 """One training step of each model the default book trains, on one CPU thread (as a job worker
-runs it), with and without channels-last memory format: the ratio decides where
-:func:`helpers.train.fit` uses it on the CPU.
+runs it): as built (dead kernel taps cropped, :class:`helpers.models.CroppedConv2d`), with every
+tap computed (plain ``nn.Conv2d``), and in channels-last memory format. The ratios decide where
+:func:`helpers.train.fit` uses channels-last on the CPU, and whether cropping pays.
 
     python bench/train_step.py [--rounds 5] [--steps 10]
 
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from torch import nn
+
 from helpers import train, zoo
 
 #: (zoo member, resolution, batch size): the shapes the default book trains
@@ -27,12 +30,19 @@ SHAPES = [("resnet10t", 32, 128), ("resnet18", 32, 128), ("convnext_atto", 32, 1
           ("vit_tiny", 32, 64), ("smallcnn", 32, 128), ("resnet10t", 16, 64),
           ("resnet18", 32, 32), ("resnet10t", 32, 16)]
 
+SIDES = ("as built", "all taps", "channels-last")
 
-def step_fn(member: str, resolution: int, batch_size: int, channels_last: bool):
+
+def step_fn(member: str, resolution: int, batch_size: int, side: str = "as built"):
     """A closure doing one optimizer step of ``member`` on a fixed random batch."""
     recipe = zoo.spec(member, resolution=resolution)
     torch.manual_seed(0)
     model = zoo.build(recipe, num_classes=10).train()
+    channels_last = side == "channels-last"
+    if side == "all taps":
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.__class__ = nn.Conv2d
     x = torch.randn(batch_size, 3, resolution, resolution)
     y = torch.randint(0, 10, (batch_size,))
     if channels_last:
@@ -53,21 +63,22 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"{'model':<15}{'px':>4}{'batch':>6}{'contiguous ms':>15}{'channels-last ms':>18}"
-          f"{'ratio':>7}")
+    print(f"{'model':<15}{'px':>4}{'batch':>6}" + "".join(f"{s + ' ms':>17}" for s in SIDES)
+          + f"{'built/all taps':>16}{'ch-last/built':>15}")
     for member, res, batch in SHAPES:
-        sides = {cl: step_fn(member, res, batch, cl) for cl in (False, True)}
+        sides = {side: step_fn(member, res, batch, side) for side in SIDES}
         for fn in sides.values():
             fn(), fn()
-        times = {cl: [] for cl in sides}
+        times = {side: [] for side in sides}
         for _ in range(args.rounds):
-            for cl, fn in sides.items():
+            for side, fn in sides.items():
                 tic = time.perf_counter()
                 for _ in range(args.steps):
                     fn()
-                times[cl].append((time.perf_counter() - tic) / args.steps)
-        a, b = (statistics.median(times[cl]) * 1000 for cl in (False, True))
-        print(f"{member:<15}{res:>4}{batch:>6}{a:>15.1f}{b:>18.1f}{b / a:>7.2f}", flush=True)
+                times[side].append((time.perf_counter() - tic) / args.steps)
+        built, full, last = (statistics.median(times[side]) * 1000 for side in SIDES)
+        print(f"{member:<15}{res:>4}{batch:>6}{built:>17.1f}{full:>17.1f}{last:>17.1f}"
+              f"{built / full:>16.2f}{last / built:>15.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,50 @@ class SmallCNN(nn.Module):
         return self.forward_head(self.forward_intermediates(x, indices=[])[0])
 
 
+def _live_taps(size: int, kernel: int, stride: int, padding: int, dilation: int):
+    """(first, count, padding) of the kernel taps of a zero-padded convolution along one axis
+    that meet the input at some output position; None when every tap does (or dilated)."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if dilation != 1 or out < 1:
+        return None
+    first = max(0, padding - (out - 1) * stride)
+    count = min(kernel - 1, size - 1 + padding) - first + 1
+    pad = padding - first
+    if count == kernel or (size + 2 * pad - count) // stride + 1 != out:
+        return None
+    return first, count, pad
+
+
+class CroppedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that leaves out the kernel taps meeting only zero padding (a CNN's last
+    stages on small images: a 3x3 convolution of a 1x1 map uses its centre alone), and
+    computes a single output position that covers the whole input as one matrix product.
+    Same parameters, function and gradients, rounding apart (Methods: padding taps left out)."""
+
+    def _conv_forward(self, x, weight, bias):
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super()._conv_forward(x, weight, bias)
+        (h, w), (kh, kw) = x.shape[-2:], weight.shape[-2:]
+        rows = _live_taps(h, kh, self.stride[0], self.padding[0], self.dilation[0])
+        cols = _live_taps(w, kw, self.stride[1], self.padding[1], self.dilation[1])
+        if rows is None and cols is None:
+            return super()._conv_forward(x, weight, bias)
+        r0, rn, rp = rows or (0, kh, self.padding[0])
+        c0, cn, cp = cols or (0, kw, self.padding[1])
+        weight = weight[:, :, r0:r0 + rn, c0:c0 + cn]
+        if self.groups == 1 and (rn, cn, rp, cp) == (h, w, 0, 0):
+            return F.linear(x.flatten(1), weight.flatten(1), bias)[:, :, None, None]
+        return F.conv2d(x, weight, bias, self.stride, (rp, cp), self.dilation, self.groups)
+
+
+def crop_dead_taps(model: nn.Module) -> nn.Module:
+    """Every plain ``nn.Conv2d`` of ``model`` made a :class:`CroppedConv2d` (in place)."""
+    for m in model.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = CroppedConv2d
+    return model
+
+
 def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_size: int | None = None,
            mean=None, std=None, **kwargs) -> nn.Module:
     """A timm model (or ``"smallcnn"``) with a ``num_classes`` head.
@@ -79,6 +123,9 @@ def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_siz
         model = SmallCNN(num_classes, in_chans=in_chans, **kwargs)
     else:
         import timm  # here, not at import: it pulls in torchvision and torch._dynamo (~2.5 s)
+        from timm.layers import register_notrace_module
+
+        register_notrace_module(CroppedConv2d)  # a leaf for FX feature extraction, like nn.Conv2d
 
         if not timm.is_model(name):
             hint = did_you_mean(name, timm.list_models() + [SMALL_CNN])
@@ -95,7 +142,7 @@ def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_siz
     if mean is not None:
         cfg["mean"], cfg["std"] = tuple(mean), tuple(std)
     model.pretrained_cfg = cfg
-    return model
+    return crop_dead_taps(model)
 
 
 def _takes_img_size(name: str) -> bool:

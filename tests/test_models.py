@@ -99,3 +99,41 @@ def test_a_split_model_computes_what_the_whole_model_does(name, kw):
             torch.testing.assert_close(rest(prefix(model, x)), whole, rtol=1e-5, atol=1e-5)
     models.freeze_first(model, 0)
     assert models.frozen_layers(model) == 0
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding,groups", [
+    (1, 3, 1, 1, 1), (1, 3, 2, 1, 1), (2, 3, 2, 1, 1), (2, 7, 1, 3, 4), (1, 7, 1, 3, 4),
+    (3, 5, 1, 2, 1), (2, 3, 1, 1, 1), (4, 3, 1, 1, 1), (1, 1, 1, 0, 1), (2, 1, 2, 0, 1)])
+def test_cropped_convolution_computes_what_the_full_kernel_does(size, kernel, stride, padding,
+                                                               groups):
+    """Output and gradients (input, weight, bias) equal F.conv2d with every kernel tap, and the
+    taps left out are exactly those that meet the zero padding at every output position."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 12, kernel, stride, padding, groups=groups)
+    x = torch.randn(5, 8, size, size, requires_grad=True)
+    cropped = models.crop_dead_taps(torch.nn.Sequential(conv))[0]
+    assert type(cropped) is models.CroppedConv2d
+    out = cropped(x)
+    ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride, padding, 1, groups)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), [x, conv.weight, conv.bias])
+    expected = torch.autograd.grad(ref.square().sum(), [x, conv.weight, conv.bias])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    out_size = ref.shape[-1]
+    live = [k for k in range(kernel)
+            if any(0 <= i * stride - padding + k < size for i in range(out_size))]
+    found = models._live_taps(size, kernel, stride, padding, 1)
+    assert (found is None) == (len(live) == kernel)
+    if found is not None:
+        assert list(range(found[0], found[0] + found[1])) == live
+
+
+def test_models_are_built_with_cropped_convolutions_and_keep_their_state_dict_keys():
+    import timm
+
+    model = _make("resnet10t", {})
+    plain = timm.create_model("resnet10t", num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(type(m) is models.CroppedConv2d for m in convs)
+    assert list(model.state_dict()) == list(plain.state_dict())
