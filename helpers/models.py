@@ -79,6 +79,23 @@ def _live_taps(size: int, kernel: int, stride: int, padding: int, dilation: int)
     return first, count, pad
 
 
+class _LiveTaps(torch.autograd.Function):
+    """``weight[:, :, r0:r0 + rn, c0:c0 + cn]`` as a contiguous tensor, its gradient written
+    into one zero tensor of the kernel's shape (two slices' backward fill and copy twice)."""
+
+    @staticmethod
+    def forward(ctx, weight, r0: int, rn: int, c0: int, cn: int):
+        ctx.shape, ctx.box = weight.shape, (r0, rn, c0, cn)
+        return weight[:, :, r0:r0 + rn, c0:c0 + cn].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        r0, rn, c0, cn = ctx.box
+        full = grad.new_zeros(ctx.shape)
+        full[:, :, r0:r0 + rn, c0:c0 + cn] = grad
+        return full, None, None, None, None
+
+
 class CroppedConv2d(nn.Conv2d):
     """``nn.Conv2d`` that leaves out the kernel taps meeting only zero padding (a CNN's last
     stages on small images: a 3x3 convolution of a 1x1 map uses its centre alone), and
@@ -95,7 +112,7 @@ class CroppedConv2d(nn.Conv2d):
             return super()._conv_forward(x, weight, bias)
         r0, rn, rp = rows or (0, kh, self.padding[0])
         c0, cn, cp = cols or (0, kw, self.padding[1])
-        weight = weight[:, :, r0:r0 + rn, c0:c0 + cn]
+        weight = _LiveTaps.apply(weight, r0, rn, c0, cn)
         if self.groups == 1 and (rn, cn, rp, cp) == (h, w, 0, 0):
             return F.linear(x.flatten(1), weight.flatten(1), bias)[:, :, None, None]
         return F.conv2d(x, weight, bias, self.stride, (rp, cp), self.dilation, self.groups)
