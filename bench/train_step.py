@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from torch import nn
 
 from helpers import train, zoo
 
