@@ -202,6 +202,43 @@ print(max(peak) - start, largest, total)
                      f"all layers {total / 2**20:.0f} MiB, growth {growth / 2**20:.0f} MiB"}
 
 
+def bench_allocator(repeats: int) -> list[dict]:
+    """All-layer extraction under glibc's own allocator policy against the package's
+    (:func:`helpers.keep_freed_memory`), each side a fresh process, sides alternating."""
+    from peers import CASES
+
+    code = """
+import statistics, sys, time, torch
+from helpers import features, models
+from peers import CASES, _images
+kw, size = CASES[sys.argv[1]]
+torch.manual_seed(0)
+m = models.create(sys.argv[1], 10, img_size=size, mean=(0.5,) * 3, std=(0.5,) * 3, **kw).eval()
+s = _images(1024, size)
+times = []
+for _ in range(4):
+    tic = time.perf_counter()
+    features.extract(m, s, use_cache=False, progress=False)
+    times.append(time.perf_counter() - tic)
+print(statistics.median(times[1:]))
+"""
+    rows = []
+    for name, (_, size) in CASES.items():
+        times = {"keep": [], "system": []}
+        for _ in range(repeats):
+            for policy, seconds in times.items():
+                out = subprocess.run([sys.executable, "-c", code, name], cwd=HERE, check=True,
+                                     text=True, capture_output=True,
+                                     env={**os.environ, "HELPERS_MALLOC": policy})
+                seconds.append(float(out.stdout.split()[-1]))
+        ours, system = (statistics.median(times[p]) for p in ("keep", "system"))
+        rows.append({"benchmark": f"extract all layers, glibc's allocator policy / freed memory "
+                                  f"kept ({name})", "ours_s": ours, "baseline_s": system,
+                     "ratio": system / ours, "target": ">= 1 (speed-up)", "met": system >= ours,
+                     "sizes": f"1024 images, {size} px, batch 256"})
+    return rows
+
+
 def bench_metrics(quick: bool) -> list[dict]:
     out = HERE / "results_metrics.json"
     args = [sys.executable, str(HERE / "metrics.py"), str(out)] + (["--repeats", "1"] if quick else [])
@@ -225,6 +262,7 @@ def main():
     rows = []
     steps = [("extraction", lambda: bench_extraction(device, 256, repeats)),
              ("extraction against the peers", lambda: bench_peers(device, repeats)),
+             ("allocator", lambda: bench_allocator(3)),
              ("training loop", lambda: [bench_training(device, 1000 if args.quick else 2000)]),
              ("analysis-only rerun", lambda: [bench_rerun()]),
              ("memory", lambda: [bench_memory(10_000 if args.quick else 50_000)]),
