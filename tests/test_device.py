@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ALLOCATE = """
-import hashlib, resource, sys, torch
+import hashlib, resource, torch
 import helpers
 from helpers import models
 torch.manual_seed(0)
