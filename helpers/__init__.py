@@ -19,7 +19,7 @@ def keep_freed_memory() -> bool:
     """Let this process reuse the memory it frees instead of handing it back to the system
     (glibc only; ``HELPERS_MALLOC=system`` keeps glibc's own policy). glibc maps large blocks
     (from 128 KiB, rising to 32 MiB) afresh and unmaps them when freed, so every batch of a CPU
-    forward pass page-faults zeroed memory again: at batch 256 25-40 % of its time (Methods,
+    forward pass page-faults zeroed memory again: at batch 256 20-40 % of its time (Methods,
     "One forward pass"). Applied when the package is imported; True if it was."""
     policy = os.environ.get("HELPERS_MALLOC", "keep")
     if policy not in ("keep", "system"):
