@@ -141,22 +141,25 @@ def _files(name: str, recipe: dict):
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
-def _pretrain_report(name: str, scale: str) -> dict:
-    return pretrain(name, scale, progress=False)[1]
+def _pretrain_report(name: str, overrides: dict, scale: str) -> dict:
+    return pretrain(name, scale, progress=False, **overrides)[1]
 
 
 def pretrain_many(members, scale: str = "default", workers: int = 1) -> None:
     """Pre-train the members not yet cached in ``workers`` one-thread processes, the longest
-    training (images x epochs) first so that the workers finish together."""
+    training (images x epochs) first so that the workers finish together. ``members``: names,
+    or (name, overrides) pairs for variants of a member (e.g. ``{"resolution": 16, "seed": 1}``)."""
+    wanted = [(m, {}) if isinstance(m, str) else (m[0], dict(m[1])) for m in members]
     # which to train: a cheap look at the files; pretrain() verifies the weights' sha256
-    todo = [m for m in dict.fromkeys(members) if m in ZOO
-            and not all(f.exists() for f in _files(m, spec(m, scale)))]
+    todo = {recipe_key(spec(m, scale, **ov)): (m, ov) for m, ov in wanted if m in ZOO
+            and not all(f.exists() for f in _files(m, spec(m, scale, **ov)))}
     if not todo:
         return
-    print(f"zoo: pre-training {', '.join(todo)} ({scale} scale, once)", file=sys.stderr,
-          flush=True)
-    work = {m: spec(m, scale)["images"] * spec(m, scale)["epochs"] for m in todo}
-    jobs = [(m, scale) for m in sorted(todo, key=lambda m: -work[m])]
+    names_ = ", ".join(m + "".join(f" {k}={v}" for k, v in ov.items()) for m, ov in todo.values())
+    print(f"zoo: pre-training {names_} ({scale} scale, once)", file=sys.stderr, flush=True)
+    work = {key: spec(m, scale, **ov)["images"] * spec(m, scale, **ov)["epochs"]
+            for key, (m, ov) in todo.items()}
+    jobs = [(*todo[key], scale) for key in sorted(todo, key=lambda k: -work[k])]
     jobs_run(_pretrain_report, jobs, workers, label="zoo pre-training")
 
 

@@ -76,12 +76,18 @@ def test_summarize_finds_a_planted_tunnel_and_none_where_ood_follows_id():
     assert s.loc["digits", "alignment"] > s.loc["styles", "alignment"]
 
 
-def test_verdicts_follow_the_papers_direction_and_its_noise():
+def _augmentation_backbones() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(infos, plan) of two backbones, "weak" without and "strong" with augmentation."""
     infos = pd.DataFrame([
         {"member": m, "augment": aug, "source_classes": list("0123456789"), "id_classes": 10,
          "layers": 5, "params_M": 1.0} for m, aug in (("weak", False), ("strong", True))])
     plan = pd.DataFrame([{"variable": "augmentation", "order": i, "member": m, "model": m,
                           "resolution": None} for i, m in enumerate(("weak", "strong"))])
+    return infos, plan
+
+
+def test_verdicts_follow_the_papers_direction_and_its_noise():
+    infos, plan = _augmentation_backbones()
 
     def verdict(weak, strong, plan=plan, seeds=(0, 1, 2)):
         curves = pd.concat([_curves("weak", {"a": weak}, seeds=seeds),
@@ -105,6 +111,52 @@ def test_verdicts_follow_the_papers_direction_and_its_noise():
     depth = plan.assign(variable="depth")  # the paper gives no number: nothing to exclude
     assert verdict(tunnel_curve, tunnel_curve, plan=depth)[1].verdict == "no difference detected"
     assert verdict(tunnel_curve, flat, seeds=(0,))[1].verdict.startswith("undetermined")
+
+
+def test_verdicts_over_backbone_seeds_are_welch_intervals_of_their_retained():
+    import scipy.stats
+
+    infos, plan = _augmentation_backbones()
+    replicates = pd.concat([plan.assign(backbone_seed=0)] + [
+        plan.assign(member=plan.member + f"/s{s}", backbone_seed=s) for s in (1, 2)])
+    ends = {"weak": [0.5, 0.8, 0.6, 0.5, 0.4], "strong": [0.5, 0.8, 0.7, 0.62, 0.55]}
+    curves = pd.concat([_curves(m, {"a": np.add(ends[m.split("/")[0]], 0.02 * i),
+                                    "b": [0.3, 0.35, 0.3, 0.3, 0.28]})
+                        for i, m in enumerate(replicates.member)])
+    summary = tunnel.summarize(curves)
+    draws = tunnel.bootstrap(curves, n_boot=200)
+    table = tunnel.variable_table(plan, summary, infos, draws=draws)
+    seeds = tunnel.seed_table(summary, replicates)
+    v = tunnel.verdicts(table, draws, seeds=seeds).iloc[0]
+
+    def retained(member):  # each backbone's own probe-seed-mean curves, mean over its sets
+        m = curves[curves.member == member].groupby(["dataset", "layer_index"]).accuracy.mean()
+        return np.mean([ood_retained(m["ID"].to_numpy(), m[d].to_numpy())["retained"]
+                        for d in "ab"])
+
+    lows, highs = ([retained(m) for m in replicates.member if m.split("/")[0] == end]
+                   for end in ("weak", "strong"))
+    ci = scipy.stats.ttest_ind(highs, lows, equal_var=False).confidence_interval(0.95)
+    assert v.basis == "backbone seeds" and v.backbone_seeds == 3
+    assert (v.ours_low, v.ours_high) == pytest.approx((np.mean(lows), np.mean(highs)))
+    assert (v.difference_low, v.difference_high) == pytest.approx((ci.low, ci.high))
+    assert v.verdict == "agrees" and v.sets_low <= v.difference <= v.sets_high
+    # one backbone seed: the bootstrap over sets and probe seeds, as before
+    alone = tunnel.verdicts(table, draws, seeds=seeds[seeds.backbone_seed == 0]).iloc[0]
+    assert alone.basis == "OOD sets" and alone.difference_low == alone.sets_low
+
+
+def test_backbone_seeds_retrain_zoo_backbones_only():
+    plan = tunnel.variants(["depth"], "resnet10t", [16, 32], [], [], ["resnet10t", "resnet18.tv_in1k"],
+                           [])
+    out = tunnel.with_backbone_seeds(plan, [0, 2])
+    assert out.member.tolist() == ["resnet10t", "resnet18.tv_in1k", "resnet10t/s2"]
+    assert out.backbone_seed.tolist() == [0, 0, 2]
+    for bad in ([], [1, 2], [0, -1], [0, 1.5]):
+        with pytest.raises(ValueError, match="backbone_seeds"):
+            tunnel.with_backbone_seeds(plan, bad)
+    with pytest.raises(ValueError, match="one set of weights"):
+        tunnel.load_member("resnet18.tv_in1k", seed=1)
 
 
 def test_bootstrap_draws_are_the_measures_of_resampled_seeds_and_sets():
@@ -180,10 +232,11 @@ def _plan(*rows) -> pd.DataFrame:
 
 def test_record_run_quotes_the_sizes_of_the_run():
     curves = _curves("net", {"a": [0.4, 0.6, 0.5, 0.4, 0.3]}, seeds=(0, 1))
-    infos = pd.DataFrame({"member": ["net", "other"]})
+    infos = pd.DataFrame({"member": ["net", "net/s1"], "backbone_seed": [0, 1]})
     rec = tunnel.record_run(infos, curves, seconds=12.6, seeds=[0, 1], n_boot=50,
                             train_per_class=7, resolutions=[16, 32], zoo_resolution=32)
     assert rec == {"tunnel_n_fonts": len(data.find_fonts()), "tunnel_seconds": "13",
+                   "tunnel_n_sets": 1, "tunnel_sets": "a", "tunnel_n_backbone_seeds": 2,
                    "tunnel_n_backbones": 2, "tunnel_n_probes": 2 * 2 * 5,
                    "tunnel_n_seeds": 2, "tunnel_n_boot": 50, "tunnel_train_per_class": 7,
                    "tunnel_px": "16-32"}
@@ -225,15 +278,19 @@ def test_record_verdicts_fill_every_variable_and_mark_those_not_run():
                               "ours_low_setting": "no augmentation",
                               "ours_high_setting": "augmentation", "verdict": "agrees",
                               "difference": 8.81, "difference_low": 2.0,
-                              "difference_high": 15.66, "detectable": 6.04}])
+                              "difference_high": 15.66, "detectable": 6.04,
+                              "basis": "backbone seeds", "sets_low": -1.04, "sets_high": 17.3,
+                              "sets_detectable": 12.01}])
     table = pd.DataFrame({"variable": "augmentation", "order": [1, 0], "rank_last": [20.4, 9.6]})
     rec = tunnel.record_verdicts(verdicts, table)
     per_variable = ("low", "high", "low_setting", "high_setting", "verdict", "diff", "rank_low",
-                    "rank_high")
+                    "rank_high", "basis", "sets")
     assert set(rec) == {f"tunnel_{s}_{k}" for s in tunnel.GLUE_KEYS.values()
                         for k in per_variable} | {"tunnel_arch_sentence"}
     assert (rec["tunnel_aug_low"], rec["tunnel_aug_high"]) == ("61.2", "70.0")
     assert rec["tunnel_aug_diff"] == "+8.8 [+2.0, +15.7], detectable 6.0"
+    assert rec["tunnel_aug_sets"] == "[-1.0, +17.3], detectable 12.0"
+    assert rec["tunnel_aug_basis"] == "backbone seeds" and rec["tunnel_res_basis"] == "-"
     assert (rec["tunnel_aug_rank_low"], rec["tunnel_aug_rank_high"]) == ("10", "20")
     assert rec["tunnel_aug_verdict"] == "agrees"
     assert rec["tunnel_res_low"] == "(not run)" and rec["tunnel_res_verdict"] == "not run"

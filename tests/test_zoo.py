@@ -77,3 +77,15 @@ def test_pretrain_many_trains_in_workers_and_the_cache_serves_them(monkeypatch, 
     assert time.perf_counter() - tic < 10
     assert list(table.member) == members
     assert list(table.train_seconds) == [r["train_seconds"] for r in reports]
+
+
+def test_pretrain_many_trains_variants_of_a_member(monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    variant = {"seed": 1, "resolution": 16}
+    zoo.pretrain_many(["smallcnn", ("smallcnn", variant)], "smoke", workers=1)
+    base, other = (cache.verified_report(*zoo._files("smallcnn", zoo.spec("smallcnn", "smoke", **ov))[::-1])
+                   for ov in ({}, variant))
+    assert (base["recipe"]["seed"], base["recipe"]["resolution"]) == (0, 32)
+    assert (other["recipe"]["seed"], other["recipe"]["resolution"]) == (1, 16)
+    assert other["sha256"] != base["sha256"]
+    assert len(list((tmp_path / "zoo").glob("smallcnn-*.pt"))) == 2

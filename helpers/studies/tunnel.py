@@ -30,7 +30,7 @@ from .. import cache, data, features, models, plots, zoo
 from ..data import ImageSet
 from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
-from ..metrics.intervals import paired_effect, percentile_interval
+from ..metrics.intervals import paired_effect, percentile_interval, welch_effect
 from ..metrics.ood import strength
 from ..names import did_you_mean
 
@@ -114,20 +114,41 @@ def variants(variables, resolution_model: str, resolutions, augmentation, classe
     return pd.DataFrame(rows)
 
 
+def with_backbone_seeds(plan: pd.DataFrame, seeds) -> pd.DataFrame:
+    """``plan`` (:func:`variants`) with one row per backbone seed (column ``backbone_seed``): a
+    zoo backbone is pre-trained again with each seed of ``seeds`` (other source renders, other
+    initial weights; member ``<member>/s<seed>``), a hub backbone keeps its one set of weights
+    (seed 0). Seed 0 is the backbone that the figures show, so ``seeds`` must hold it."""
+    seeds = list(seeds)
+    if (not seeds or 0 not in seeds
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
+                   for s in seeds)):
+        raise ValueError(f"backbone_seeds must be a list of ints >= 0 that holds 0 (the backbones "
+                         f"the figures show), got {seeds!r}")
+    rows = [plan.assign(backbone_seed=0)]
+    for seed in dict.fromkeys(int(s) for s in seeds if s != 0):
+        zoo_rows = plan[plan.model.map(is_zoo)]
+        rows.append(zoo_rows.assign(member=zoo_rows.member + f"/s{seed}", backbone_seed=seed))
+    return pd.concat(rows, ignore_index=True)
+
+
 def load_member(model: str, resolution: int | None = None, scale: str = "default",
-                progress: bool = False):
+                progress: bool = False, seed: int = 0):
     """(network, info) for a backbone. Zoo members are pre-trained on glyph characters at
-    ``resolution`` (cached); any other name is a timm model with hub weights, probed with its
-    input resized to ``resolution`` (a stand-in: the hub has no checkpoints that differ only
-    in training resolution)."""
+    ``resolution`` with ``seed`` (cached); any other name is a timm model with hub weights,
+    probed with its input resized to ``resolution`` (a stand-in: the hub has no checkpoints
+    that differ only in training resolution)."""
     if is_zoo(model):
-        overrides = {} if resolution is None else {"resolution": int(resolution)}
-        net, report = zoo.pretrain(model, scale, progress=progress, **overrides)
+        net, report = zoo.pretrain(model, scale, progress=progress,
+                                   **_zoo_overrides(resolution, seed))
         recipe = report["recipe"]
         info = {"source_classes": list(recipe["chars"]), "source": "glyph characters",
                 "augment": recipe["augment"], "train_resolution": recipe["resolution"],
                 "source_accuracy": report["source_accuracy"]}
     else:
+        if seed:
+            raise ValueError(f"{model}: a hub backbone has one set of weights (seed 0), got "
+                             f"seed={seed!r}")
         net, _ = zoo.load(model)
         if resolution is not None:
             net.pretrained_cfg = {**net.pretrained_cfg, "input_size": (3, resolution, resolution)}
@@ -137,6 +158,12 @@ def load_member(model: str, resolution: int | None = None, scale: str = "default
                  "layers": len(models.layer_names(net)), "is_vit": models.is_token_model(net),
                  "params_M": sum(p.numel() for p in net.parameters()) / 1e6})
     return net.eval(), info
+
+
+def _zoo_overrides(resolution: int | None, seed: int) -> dict:
+    """The zoo recipe changes of a tunnel backbone: its training resolution and seed."""
+    return ({} if resolution is None else {"resolution": int(resolution)}) | (
+        {"seed": int(seed)} if seed else {})
 
 
 def pooling_for(net, cnn_pooling: str = "pool2x2") -> tuple[str, bool]:
@@ -326,9 +353,11 @@ def _geometry_table(layers: cache.Lazy, labels: np.ndarray, max_samples: int) ->
 def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: int = 32,
         per_class: int = 36, style_chars: str = data.CHARACTERS, hub_id_data: str = "Imagenette",
         data_root=None, download: bool = False, seed: int = 0, progress: bool = True,
-        **probe_options):
-    """Everything the chapter measures for the backbones of ``plan`` (see :func:`variants`):
-    returns (info, curves, geometry) DataFrames; each backbone and set is built once.
+        workers: int = 1, **probe_options):
+    """Everything the chapter measures for the backbones of ``plan`` (see :func:`variants`,
+    :func:`with_backbone_seeds`): returns (info, curves, geometry) DataFrames; each backbone
+    and set is built once. The zoo backbones not cached yet are pre-trained first, in
+    ``workers`` one-thread processes. Geometry: the backbones of seed 0 only.
 
     The geometry of every backbone is measured on the same number of its ID images (the
     smallest ID set), so that a 10-class backbone's numerical rank is not capped lower by a
@@ -341,10 +370,15 @@ def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: 
                           style_chars=style_chars, root=data_root, download=download)
            for name in ood_names}
     members = list(plan.drop_duplicates("member").itertuples())
+    res = {r.member: None if pd.isna(r.resolution) else int(r.resolution) for r in members}
+    bseed = {r.member: int(getattr(r, "backbone_seed", 0)) for r in members}
+    zoo.pretrain_many([(r.model, _zoo_overrides(res[r.member], bseed[r.member]))
+                       for r in members if is_zoo(r.model)], scale, workers)
     nets, infos, id_sets = {}, [], {}
     for row in members:
-        res = None if pd.isna(row.resolution) else int(row.resolution)
-        nets[row.member], info = load_member(row.model, res, scale=scale)
+        nets[row.member], info = load_member(row.model, res[row.member], scale=scale,
+                                             seed=bseed[row.member])
+        info.update(member=row.member, backbone_seed=bseed[row.member])
         id_sets[row.member] = id_set(info, per_class=per_class, resolution=data_resolution,
                                      seed=seed, hub_id_data=hub_id_data, root=data_root,
                                      download=download)
@@ -355,8 +389,9 @@ def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: 
     for row in tqdm(members, desc="backbones", disable=not progress):
         net, id_data = nets.pop(row.member), id_sets[row.member]
         curves.append(probe_curves(net, row.member, {"ID": id_data, **ood}, **probe_options))
-        geoms.append(geometry(net, row.member, id_data, max_samples=n_geometry,
-                              cnn_pooling=probe_options.get("cnn_pooling", "pool2x2")))
+        if bseed[row.member] == 0:  # the figures' backbones
+            geoms.append(geometry(net, row.member, id_data, max_samples=n_geometry,
+                                  cnn_pooling=probe_options.get("cnn_pooling", "pool2x2")))
     return (pd.DataFrame(infos), pd.concat(curves, ignore_index=True),
             pd.concat(geoms, ignore_index=True))
 
@@ -502,22 +537,46 @@ def setting_label(row, infos: pd.DataFrame) -> str:
     return row.model
 
 
-def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95
-             ) -> pd.DataFrame:
+def seed_table(summary: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """Per (variable, setting, backbone seed) of ``plan`` (:func:`with_backbone_seeds`): the
+    backbone's mean over the OOD sets of % retained (:func:`summarize`'s ``summary``)."""
+    per = summary.groupby("member").retained.mean().rename("retained").reset_index()
+    return plan.merge(per, on="member", how="left")[
+        ["variable", "order", "backbone_seed", "member", "retained"]]
+
+
+def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95,
+             seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per variable: the paper's numbers and claim beside ours (first vs last setting), the
-    difference in mean % retained with its paired bootstrap interval (``draws`` =
-    :func:`bootstrap`), the smallest difference this run could detect, and a verdict:
-    "agrees" / "opposite" when the interval excludes 0; when it does not, "not reproduced"
-    if it excludes the paper's own difference (where the paper gives one), else "no difference
-    detected"; "undetermined" when the draws have no spread (one probe seed and one OOD set)."""
+    difference in mean % retained with its interval, the smallest difference this run could
+    detect, and a verdict.
+
+    With ``seeds`` (:func:`seed_table`) holding two or more backbone seeds of both settings,
+    the interval is Welch's over the backbone seeds (independent pre-trainings, the OOD sets
+    as given; ``basis`` "backbone seeds"); else the paired bootstrap interval of ``draws``
+    (:func:`bootstrap`, ``basis`` "OOD sets"). The bootstrap interval, which also asks whether
+    the difference would hold on other OOD sets like these, is always given (``sets_*``).
+    Verdict: "agrees" / "opposite" when the interval excludes 0; when it does not, "not
+    reproduced" if it excludes the paper's own difference (where the paper gives one), else
+    "no difference detected"; "undetermined" when there is no spread (one probe seed, one OOD
+    set, one backbone seed). Methods page, section 3 (book/methods.md)."""
     by_member = draws.pivot(index="draw", columns="member", values="retained")
     rows = []
     for variable, t in table.groupby("variable", sort=False):
         t = t.sort_values("order")
         low, high = t.iloc[0], t.iloc[-1]
         paper = PAPER[variable]
-        effect = paired_effect(high.retained - low.retained,
-                               by_member[high.member] - by_member[low.member], confidence)
+        if seeds is None:
+            lows, highs = pd.Series([low.retained], [low.member]), pd.Series([high.retained], [high.member])
+        else:
+            s = seeds[seeds.variable == variable]
+            lows, highs = (s[s.order == o].set_index("member").retained
+                           for o in (low.order, high.order))
+        difference = highs.mean() - lows.mean()
+        sets = paired_effect(difference, by_member[highs.index].mean(axis=1)
+                             - by_member[lows.index].mean(axis=1), confidence)
+        by_seeds = len(lows) >= 2 and len(highs) >= 2
+        effect = welch_effect(highs, lows, confidence) if by_seeds else sets
         if paper["direction"] == 0:
             verdict = "not judged (no claim)"
         elif not effect["se"] > 0:
@@ -534,10 +593,14 @@ def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95
                      "paper_short": paper["short"],
                      "paper_low": paper["low"], "paper_high": paper["high"],
                      "claim": paper["claim"], "ours_low_setting": low.setting,
-                     "ours_high_setting": high.setting, "ours_low": low.retained,
-                     "ours_high": high.retained, "difference": effect["effect"],
+                     "ours_high_setting": high.setting, "ours_low": lows.mean(),
+                     "ours_high": highs.mean(), "difference": effect["effect"],
                      "difference_low": effect["low"], "difference_high": effect["high"],
-                     "detectable": effect["detectable"], "verdict": verdict})
+                     "detectable": effect["detectable"], "verdict": verdict,
+                     "basis": "backbone seeds" if by_seeds else "OOD sets",
+                     "backbone_seeds": min(len(lows), len(highs)),
+                     "sets_low": sets["low"], "sets_high": sets["high"],
+                     "sets_detectable": sets["detectable"], "sets_direction": sets["direction"]})
     return pd.DataFrame(rows)
 
 
@@ -562,7 +625,10 @@ def paper_table(verdicts_table: pd.DataFrame) -> pd.DataFrame:
             f"{r.difference:+.1f} [{r.difference_low:+.1f}, {r.difference_high:+.1f}]"
             for r in verdicts_table.itertuples()],
         "detectable": [f"{x:.1f}" if x > 0 else "-" for x in verdicts_table.detectable],
-        "verdict": verdicts_table.verdict})
+        "interval over": verdicts_table.basis,
+        "verdict": verdicts_table.verdict,
+        "across OOD sets (95 %)": [f"[{r.sets_low:+.1f}, {r.sets_high:+.1f}]"
+                                   for r in verdicts_table.itertuples()]})
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,8 +667,12 @@ def retained_pivot(summary: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
 def record_run(infos: pd.DataFrame, curves: pd.DataFrame, *, seconds: float, seeds, n_boot: int,
                train_per_class: int, resolutions, zoo_resolution: int) -> dict:
     """The sizes of the run the chapter quotes: fonts, backbones, probes, probe seeds,
-    bootstrap draws, probe images per class, the training resolutions (px) and its seconds."""
+    bootstrap draws, probe images per class, the training resolutions (px), its seconds, and
+    the OOD sets probed (their count and names)."""
+    sets = [d for d in dict.fromkeys(curves.dataset) if d != "ID"]
     return {"tunnel_n_fonts": len(data.find_fonts()), "tunnel_seconds": f"{seconds:.0f}",
+            "tunnel_n_sets": len(sets), "tunnel_sets": ", ".join(sets),
+            "tunnel_n_backbone_seeds": int(infos.get("backbone_seed", pd.Series([0])).nunique()),
             "tunnel_n_backbones": len(infos), "tunnel_n_probes": len(curves),
             "tunnel_n_seeds": len(seeds), "tunnel_n_boot": n_boot,
             "tunnel_train_per_class": train_per_class,
@@ -660,6 +730,9 @@ def record_verdicts(verdicts_table: pd.DataFrame, table: pd.DataFrame) -> dict:
         out[f"{key}_diff"] = (f"{r.difference:+.1f} [{r.difference_low:+.1f}, "
                               f"{r.difference_high:+.1f}], detectable {r.detectable:.1f}"
                               if ran else "-")
+        out[f"{key}_basis"] = r.basis if ran else "-"
+        out[f"{key}_sets"] = (f"[{r.sets_low:+.1f}, {r.sets_high:+.1f}], detectable "
+                              f"{r.sets_detectable:.1f}" if ran else "-")
         if short == "arch":
             out["tunnel_arch_sentence"] = (
                 f"{r.ours_low:.1f} % with {r.ours_low_setting} vs {r.ours_high:.1f} % with "
