@@ -567,7 +567,7 @@ def verdicts(table: pd.DataFrame, draws: pd.DataFrame, confidence: float = 0.95,
         low, high = t.iloc[0], t.iloc[-1]
         paper = PAPER[variable]
         if seeds is None:
-            lows, highs = pd.Series([low.retained], [low.member]), pd.Series([high.retained], [high.member])
+            lows, highs = (pd.Series([r.retained], [r.member]) for r in (low, high))
         else:
             s = seeds[seeds.variable == variable]
             lows, highs = (s[s.order == o].set_index("member").retained
