@@ -141,6 +141,12 @@ def _files(name: str, recipe: dict):
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
+def trained(name: str, scale: str = "default", **overrides) -> bool:
+    """Whether a member's weights are cached: a cheap look at the files (:func:`pretrain`
+    verifies their sha256 when it loads them)."""
+    return all(f.exists() for f in _files(name, spec(name, scale, **overrides)))
+
+
 def _pretrain_report(name: str, overrides: dict, scale: str) -> dict:
     return pretrain(name, scale, progress=False, **overrides)[1]
 
@@ -150,9 +156,8 @@ def pretrain_many(members, scale: str = "default", workers: int = 1) -> None:
     training (images x epochs) first so that the workers finish together. ``members``: names,
     or (name, overrides) pairs for variants of a member (e.g. ``{"resolution": 16, "seed": 1}``)."""
     wanted = [(m, {}) if isinstance(m, str) else (m[0], dict(m[1])) for m in members]
-    # which to train: a cheap look at the files; pretrain() verifies the weights' sha256
-    todo = {recipe_key(spec(m, scale, **ov)): (m, ov) for m, ov in wanted if m in ZOO
-            and not all(f.exists() for f in _files(m, spec(m, scale, **ov)))}
+    todo = {recipe_key(spec(m, scale, **ov)): (m, ov) for m, ov in wanted
+            if m in ZOO and not trained(m, scale, **ov)}
     if not todo:
         return
     names_ = ", ".join(m + "".join(f" {k}={v}" for k, v in ov.items()) for m, ov in todo.values())

@@ -1,7 +1,7 @@
 """Chapter 3 (tunnel effect): the study functions of helpers/studies/tunnel.py.
 
-Fast tests on synthetic curves and tiny data; one slow test reruns the chapter in the smoke
-profile with another parameter and checks that its output changes.
+Fast tests on synthetic curves and tiny data; slow ones run the backbones' jobs at the smoke
+scale and rerun the chapter in the smoke profile with another parameter.
 """
 
 from __future__ import annotations
@@ -228,6 +228,35 @@ def _plan(*rows) -> pd.DataFrame:
         out.append({"variable": variable, "order": order[variable], "member": member,
                     "model": member, "resolution": None})
     return pd.DataFrame(out)
+
+
+@pytest.mark.slow
+def test_run_trains_and_probes_each_backbone_as_a_job_and_a_rerun_reads_the_cache(
+        monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    plan = tunnel.with_backbone_seeds(
+        tunnel.variants(["resolution"], "smallcnn", [16, 32], [], [], [], []), [0, 1])
+    kw = {"scale": "smoke", "per_class": 8, "progress": False, "seeds": [0],
+          "train_per_class": 4, "test_per_class": 4, "epochs": 2}
+    infos, curves, geom = tunnel.run(plan, ["rotate90"], workers=2, **kw)
+    members = plan.member.tolist()
+    assert infos.member.tolist() == members  # the plan's order, whichever job finished first
+    assert infos.backbone_seed.tolist() == plan.backbone_seed.tolist()
+    assert infos.train_resolution.tolist() == [16, 32, 16, 32]
+    assert all(tunnel.zoo.trained("smallcnn", "smoke", **tunnel._zoo_overrides(r, s))
+               for r, s in zip(plan.resolution, plan.backbone_seed))
+    assert set(curves.groupby(["member", "dataset"]).groups) == {
+        (m, d) for m in members for d in ("ID", "rotate90")}
+    assert sorted(geom.member.unique()) == ["smallcnn", "smallcnn@16"]  # seed 0's backbones only
+    assert geom.groupby("member").layer.nunique().tolist() == [infos.layers[0]] * 2
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached backbone was loaded again")
+
+    monkeypatch.setattr(tunnel, "load_member", must_not_run)
+    again = tunnel.run(plan, ["rotate90"], workers=2, **kw)
+    for first, second in zip((infos, curves, geom), again):
+        pd.testing.assert_frame_equal(first, second)
 
 
 def test_record_run_quotes_the_sizes_of_the_run():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 from matplotlib.transforms import ScaledTranslation
 
 from .. import cache, data, features, models, plots, zoo
+from ..jobs import run as jobs_run
 from ..data import ImageSet
 from ..device import get_device, one_thread
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
@@ -355,45 +357,67 @@ def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: 
         data_root=None, download: bool = False, seed: int = 0, progress: bool = True,
         workers: int = 1, **probe_options):
     """Everything the chapter measures for the backbones of ``plan`` (see :func:`variants`,
-    :func:`with_backbone_seeds`): returns (info, curves, geometry) DataFrames; each backbone
-    and set is built once. The zoo backbones not cached yet are pre-trained first, in
-    ``workers`` one-thread processes. Geometry: the backbones of seed 0 only.
+    :func:`with_backbone_seeds`): returns (info, curves, geometry) DataFrames. Each backbone is
+    one job (:func:`helpers.jobs.run`, ``workers`` one-thread processes): pre-trained if a zoo
+    member not cached yet, then probed on its ID set and the OOD sets (built once, here);
+    the longest trainings go first so the workers finish together. Geometry: the backbones of
+    seed 0 only.
 
     The geometry of every backbone is measured on the same number of its ID images (the
     smallest ID set), so that a 10-class backbone's numerical rank is not capped lower by a
     smaller ID set than a 36-class one's.
     """
-    from tqdm.auto import tqdm
-
     check_sets(ood_names)
     ood = {name: load_set(name, resolution=data_resolution, per_class=per_class, seed=seed,
                           style_chars=style_chars, root=data_root, download=download)
            for name in ood_names}
-    members = list(plan.drop_duplicates("member").itertuples())
-    res = {r.member: None if pd.isna(r.resolution) else int(r.resolution) for r in members}
-    bseed = {r.member: int(getattr(r, "backbone_seed", 0)) for r in members}
-    zoo.pretrain_many([(r.model, _zoo_overrides(res[r.member], bseed[r.member]))
-                       for r in members if is_zoo(r.model)], scale, workers)
-    nets, infos, id_sets = {}, [], {}
-    for row in members:
-        nets[row.member], info = load_member(row.model, res[row.member], scale=scale,
-                                             seed=bseed[row.member])
-        info.update(member=row.member, backbone_seed=bseed[row.member])
-        id_sets[row.member] = id_set(info, per_class=per_class, resolution=data_resolution,
-                                     seed=seed, hub_id_data=hub_id_data, root=data_root,
-                                     download=download)
-        info["id_classes"] = len(id_sets[row.member].classes)
-        infos.append(info)
-    n_geometry = min(8000, *(len(s) for s in id_sets.values()))
-    curves, geoms = [], []
-    for row in tqdm(members, desc="backbones", disable=not progress):
-        net, id_data = nets.pop(row.member), id_sets[row.member]
-        curves.append(probe_curves(net, row.member, {"ID": id_data, **ood}, **probe_options))
-        if bseed[row.member] == 0:  # the figures' backbones
-            geoms.append(geometry(net, row.member, id_data, max_samples=n_geometry,
-                                  cnn_pooling=probe_options.get("cnn_pooling", "pool2x2")))
-    return (pd.DataFrame(infos), pd.concat(curves, ignore_index=True),
-            pd.concat(geoms, ignore_index=True))
+    jobs = []
+    for row in plan.drop_duplicates("member").itertuples():
+        res = None if pd.isna(row.resolution) else int(row.resolution)
+        bseed = int(getattr(row, "backbone_seed", 0))
+        classes = (list(zoo.spec(row.model, scale, **_zoo_overrides(res, bseed))["chars"])
+                   if is_zoo(row.model) else None)
+        id_data = id_set({"source_classes": classes}, per_class=per_class,
+                         resolution=data_resolution, seed=seed, hub_id_data=hub_id_data,
+                         root=data_root, download=download)
+        jobs.append([row.model, res, bseed, row.member, id_data, bseed == 0])
+    n_geometry = min(8000, *(len(job[4]) for job in jobs))
+    for job in jobs:
+        job[5] = n_geometry if job[5] else None
+    cost = [_training_cost(*job[:3], scale) for job in jobs]
+    if any(cost):
+        print(f"tunnel: pre-training {sum(map(bool, cost))} zoo backbones ({scale} scale, once)",
+              file=sys.stderr, flush=True)
+    order = sorted(range(len(jobs)), key=lambda i: -cost[i])
+    results = jobs_run(_backbone, [jobs[i] for i in order], workers,
+                       label="tunnel backbones" if progress else None, cache="tunnel",
+                       scale=scale, ood=ood, probe_options=probe_options)
+    infos, curves, geoms = zip(*(r for _, r in sorted(zip(order, results))))
+    return (pd.DataFrame(list(infos)), pd.concat(curves, ignore_index=True),
+            pd.concat([g for g in geoms if g is not None], ignore_index=True))
+
+
+def _training_cost(model: str, resolution: int | None, backbone_seed: int, scale: str) -> int:
+    """Pixels a backbone still has to be pre-trained on (0: a hub model, or cached)."""
+    if not is_zoo(model):
+        return 0
+    recipe = zoo.spec(model, scale, **_zoo_overrides(resolution, backbone_seed))
+    if zoo.trained(model, scale, **_zoo_overrides(resolution, backbone_seed)):
+        return 0
+    return recipe["images"] * recipe["epochs"] * recipe["resolution"] ** 2
+
+
+def _backbone(model: str, resolution: int | None, backbone_seed: int, member: str,
+              id_data: ImageSet, geometry_samples: int | None, scale: str, ood: dict,
+              probe_options: dict):
+    """One backbone's job in :func:`run`: (info, probe curves, geometry or None)."""
+    net, info = load_member(model, resolution, scale=scale, seed=backbone_seed)
+    info.update(member=member, backbone_seed=backbone_seed, id_classes=len(id_data.classes))
+    curves = probe_curves(net, member, {"ID": id_data, **ood}, **probe_options)
+    geom = None if geometry_samples is None else geometry(
+        net, member, id_data, max_samples=geometry_samples,
+        cnn_pooling=probe_options.get("cnn_pooling", "pool2x2"))
+    return info, curves, geom
 
 
 # --------------------------------------------------------------------------------------------
