@@ -13,7 +13,7 @@ import scipy.stats
 import yaml
 from conftest import run_chapter
 
-from helpers import cache, models
+from helpers import cache, data, models
 from helpers import metrics as M
 from helpers.metrics import face_zoo
 from helpers.studies import transferability as study
@@ -399,7 +399,8 @@ def test_record_setup_and_zoo_quote_the_settings_and_the_members_that_did_not_le
         "`poor` reached only 12 % source accuracy: it did not learn the source task and is in "
         "effect a randomly initialized network. That makes it a sanity check: every score "
         "should rank it low.")
-    assert study.record_zoo(zoo_table.drop("poor")) == {"tr_zoo_note": ""}
+    fonts = len(data.find_fonts(chars=data.CHARACTERS))
+    assert study.record_zoo(zoo_table.drop("poor")) == {"tr_zoo_note": "", "tr_source_fonts": fonts}
 
 
 def test_targets_are_tabled_and_drawn_one_row_each():

@@ -774,14 +774,16 @@ def record_setup(members, targets, train_per_class: int, ft_epochs: int, ft_lr: 
 
 def record_zoo(zoo_table: pd.DataFrame) -> dict:
     """A note on the members of :func:`member_table` that did not learn their source task
-    (accuracy < 0.5; empty when every one did)."""
+    (accuracy < 0.5; empty when every one did), and the number of fonts the zoo's source
+    characters are rendered from."""
     weak = zoo_table[zoo_table.source_accuracy.fillna(1) < 0.5]
     note = " ".join(f"`{m}` reached only {100 * a:.0f} % source accuracy: it did not learn the "
                     "source task and is in effect a randomly initialized network."
                     for m, a in weak.source_accuracy.items())
     if len(weak):
         note += " That makes it a sanity check: every score should rank it low."
-    return {"tr_zoo_note": note}
+    return {"tr_zoo_note": note,
+            "tr_source_fonts": len(data.find_fonts(chars=data.CHARACTERS))}
 
 
 def record_ground_truth(notes: dict) -> dict:
