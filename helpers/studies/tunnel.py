@@ -28,9 +28,9 @@ import torch
 from matplotlib.transforms import ScaledTranslation
 
 from .. import cache, data, features, models, plots, zoo
-from ..jobs import run as jobs_run
 from ..data import ImageSet
 from ..device import get_device, one_thread
+from ..jobs import run as jobs_run
 from ..metrics import id_ood_alignment, id_ood_pearson, layerwise, linear_probe, ood_retained
 from ..metrics.intervals import paired_effect, percentile_interval, welch_effect
 from ..metrics.ood import strength
