@@ -371,7 +371,7 @@ def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: 
     ood = {name: load_set(name, resolution=data_resolution, per_class=per_class, seed=seed,
                           style_chars=style_chars, root=data_root, download=download)
            for name in ood_names}
-    jobs = []
+    backbones = []
     for row in plan.drop_duplicates("member").itertuples():
         res = None if pd.isna(row.resolution) else int(row.resolution)
         bseed = int(getattr(row, "backbone_seed", 0))
@@ -380,10 +380,9 @@ def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: 
         id_data = id_set({"source_classes": classes}, per_class=per_class,
                          resolution=data_resolution, seed=seed, hub_id_data=hub_id_data,
                          root=data_root, download=download)
-        jobs.append([row.model, res, bseed, row.member, id_data, bseed == 0])
-    n_geometry = min(8000, *(len(job[4]) for job in jobs))
-    for job in jobs:
-        job[5] = n_geometry if job[5] else None
+        backbones.append((row.model, res, bseed, row.member, id_data))
+    n_geometry = min(8000, *(len(b[4]) for b in backbones))
+    jobs = [(*b, n_geometry if b[2] == 0 else None) for b in backbones]
     cost = [_training_cost(*job[:3], scale) for job in jobs]
     if any(cost):
         print(f"tunnel: pre-training {sum(map(bool, cost))} zoo backbones ({scale} scale, once)",
@@ -399,11 +398,10 @@ def run(plan: pd.DataFrame, ood_names, scale: str = "default", data_resolution: 
 
 def _training_cost(model: str, resolution: int | None, backbone_seed: int, scale: str) -> int:
     """Pixels a backbone still has to be pre-trained on (0: a hub model, or cached)."""
-    if not is_zoo(model):
+    overrides = _zoo_overrides(resolution, backbone_seed)
+    if not is_zoo(model) or zoo.trained(model, scale, **overrides):
         return 0
-    recipe = zoo.spec(model, scale, **_zoo_overrides(resolution, backbone_seed))
-    if zoo.trained(model, scale, **_zoo_overrides(resolution, backbone_seed)):
-        return 0
+    recipe = zoo.spec(model, scale, **overrides)
     return recipe["images"] * recipe["epochs"] * recipe["resolution"] ** 2
 
 
