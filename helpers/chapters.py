@@ -34,6 +34,8 @@ PROFILES = ("smoke", "default", "full")
 EXTRA_CHAPTERS_ENV = "HELPERS_EXTRA_CHAPTERS"
 PROFILE_ENV = "HELPERS_PROFILE"
 DEVICE_GLUE = "helpers_device"
+#: how a table shows a missing value (a paper that did not report it, a score not measured)
+MISSING = "—"
 #: helpers.plots.BOOK_STYLE, the figures' style, known here without importing matplotlib.
 BOOK_STYLE = Path(__file__).with_name("book.mplstyle")
 
@@ -378,6 +380,7 @@ def setup(chapter_id: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
             device.seed_everything(params["seed"])
     _glue_device()
     _use_book_style()
+    _show_missing_as_dash()
     return params
 
 
@@ -410,6 +413,26 @@ def _require_data(chapter_id: str, schema: Mapping[str, Any], params: Mapping[st
         require(names, params.get("data_root") or None, bool(params.get("download", False)))
     except FileNotFoundError as exc:
         raise ParameterError(f"chapter '{chapter_id}': {exc}") from None
+
+
+def _show_missing_as_dash() -> None:
+    """In a kernel, tables show a missing value (not measured, not reported) as a dash, not as
+    ``NaN``: a DataFrame's HTML is pandas' own with its NaN cells replaced."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    import pandas as pd
+
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, frame_html)
+    pd.set_option("styler.format.na_rep", MISSING)
+
+
+def frame_html(frame) -> str | None:
+    """``frame``'s notebook HTML with every NaN cell shown as :data:`MISSING`."""
+    html = frame._repr_html_()
+    return None if html is None else html.replace("<td>NaN</td>", f"<td>{MISSING}</td>")
 
 
 def _glue_device() -> None:

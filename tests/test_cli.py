@@ -282,6 +282,28 @@ def test_setup_validates_the_notebook_globals_and_seeds(kinds: list[int]) -> Non
         chapters.setup("kinds", {k: v for k, v in namespace.items() if k != "metric"})
 
 
+def test_a_kernel_shows_missing_table_values_as_a_dash_and_the_rest_as_pandas_does() -> None:
+    import re
+
+    import numpy as np
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    frame = pd.DataFrame({"published": [0.41, np.nan], "ours": [0.34, 0.19]},
+                         index=["LEEP", "FaCe"])
+    shell = InteractiveShell.instance()
+    try:
+        chapters._show_missing_as_dash()
+        html = shell.display_formatter.format(frame)[0]["text/html"]
+        assert pd.get_option("styler.format.na_rep") == chapters.MISSING
+    finally:
+        InteractiveShell.clear_instance()
+        pd.reset_option("styler.format.na_rep")
+    cells = re.findall(r"<td>(.*?)</td>", html)
+    assert cells == ["0.41", "0.34", chapters.MISSING, "0.19"]
+    assert re.sub(r"<td>.*?</td>", "", html) == re.sub(r"<td>.*?</td>", "", frame._repr_html_())
+
+
 def test_float_parameters_accept_exponents_that_yaml_reads_as_strings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
