@@ -293,6 +293,7 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of the file at ``path``, read in 4 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):

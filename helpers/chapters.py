@@ -363,7 +363,7 @@ def setup(chapter_id: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     The cell after ``parameters`` in every chapter is
     ``P = helpers.chapters.setup("<id>", globals())``. If the schema has ``seed``,
     :func:`helpers.device.seed_everything` is called with it. The chapter's figures get the
-    book's style (:func:`_use_book_style`).
+    book's style (``_use_book_style``).
     """
     schema = chapters()[chapter_id].schema
     missing = [name for name in schema if name not in namespace]

@@ -28,6 +28,7 @@ POOLINGS = ("auto", "cls", "mean", "pool2x2")
 
 
 def describe_transform(spec: dict) -> str:
+    """The preprocessing of a transform spec in one line (part of the feature cache's key)."""
     return (f"uint8/255->ch{spec['channels']}->bilinear{spec['size']}"
             f"->norm{tuple(spec['mean'])}{tuple(spec['std'])}")
 
@@ -37,6 +38,8 @@ def _has_prefix(model) -> bool:
 
 
 def resolve_pooling(model, pooling: str) -> str:
+    """The pooling ``pooling`` means for ``model``: ``"auto"`` is ``"cls"`` where it has a class
+    token, else ``"mean"``; a name not in ``POOLINGS``, or ``"cls"`` without a token, is an error."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if pooling == "cls" and getattr(model, "cls_token", None) is None:

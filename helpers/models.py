@@ -312,6 +312,7 @@ def freeze_first(model: nn.Module, k: int) -> int:
 
 
 def trainable_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model`` that require gradients."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -166,11 +166,13 @@ class Site:
 
 
 def _build_fixture_book(root: Path) -> Site:
-    """The real config and introduction plus the executed fixture chapter, built in ``root``."""
+    """The real config, introduction and API page plus the executed fixture chapter (and a stub
+    methods page), built in ``root``."""
     (root / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root)
-    for name in ("intro.md", "references.bib"):
+    for name in ("intro.md", "references.bib", "api.md"):
         shutil.copy(ROOT / "book" / name, root / "book")
+    (root / "book" / "methods.md").write_text("(methods)=\n# Methods\n\nThe formulas.\n")
     shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
     try:
         vendor = book.fetch_assets()
@@ -184,7 +186,8 @@ def _build_fixture_book(root: Path) -> Site:
             {
                 "caption": "Chapters",
                 "chapters": [{"file": "book/chapters/fixture"}, {"file": "book/chapters/later"}],
-            }
+            },
+            {"caption": "Reference", "chapters": [{"file": "book/methods"}, {"file": "book/api"}]},
         ],
     }
     (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
@@ -224,6 +227,25 @@ def test_fixture_book_is_built(site: Site) -> None:
     if site.build_seconds is not None:
         assert (site.html / "book" / "chapters" / "fixture.html").exists()
         assert not (site.html / "book" / "chapters" / "later.html").exists()
+
+
+def test_the_api_page_documents_every_public_function_of_the_package(site: Site) -> None:
+    import importlib
+    import inspect
+
+    page = BeautifulSoup((site.html / "book" / "api.html").read_text(encoding="utf-8"),
+                         "html.parser")
+    documented = {tag["id"] for tag in page.select("dt[id]")}
+    modules = re.findall(r"automodule:: ([\w.]+)", (ROOT / "book" / "api.md").read_text())
+    public = set()
+    for name in modules:
+        module = importlib.import_module(name)
+        members = getattr(module, "__all__", None) or [
+            n for n, f in inspect.getmembers(module, inspect.isfunction)
+            if f.__module__ == name and not n.startswith("_")]
+        public |= {f"{name}.{n}" for n in members if callable(getattr(module, n))}
+    assert len(public) > 300
+    assert public - documented == set()
 
 
 @pytest.mark.slow

@@ -141,10 +141,10 @@ def torchvision_set(name: str, root=None, train: bool = True, resolution: int | 
     """A torchvision data set by class name (e.g. ``"CIFAR100"``), in memory: the one adapter
     of every chapter.
 
-    ``train``: the training split, else the evaluation split (see :func:`_open_split`).
+    ``train``: the training split, else the evaluation split (see ``_open_split``).
     ``per_class``: at most that many images per class, drawn with ``seed``; only those are
     decoded, so large sets never sit in memory. ``resolution``: square images by
-    :func:`pil_to_uint8`; None keeps the stored arrays of the sets that hold them (CIFAR).
+    ``pil_to_uint8``; None keeps the stored arrays of the sets that hold them (CIFAR).
     Classes absent from the images drawn are dropped. ``download=True`` fetches a missing set
     (needs internet); offline, point ``root`` at local files.
     """

@@ -100,11 +100,13 @@ def ncti(features: ArrayLike, labels: ArrayLike, pca_dim: int = 64) -> dict[str,
     dropped). Within-class covariance with 1/N, as the sklearn pinned here (1.9) in both solvers; the
     sklearn of the reference divided by N - C in 'svd', which scales ``seli`` by sqrt((N - C) / N) (cancelled
     by `ncti_zoo` for models on one data set) and sharpens the posteriors slightly. Terms:
+
     - ``seli``: nuclear norm of the centred LDA projection (C - 1 dims) - the SELI geometry term
       (the paper's ||H||_*, taken on the Fisher projection);
     - ``ncc``: mean LDA posterior of the true class (the nearest-centre classifier term);
     - ``vc``: log sum_c ||P_c||_*, P_c the posteriors of class c's samples - within-class
       variability (the paper's -sum_c ||Z_c||_*; the code takes the log, and the zoo subtracts it).
+
     Chapter 2 (transferability / FaCe).
     """
     return _ncti(LayerStats(features, labels), pca_dim=pca_dim)

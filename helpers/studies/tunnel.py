@@ -85,6 +85,7 @@ def member_id(model: str, resolution: int | None = None) -> str:
 
 
 def is_zoo(model: str) -> bool:
+    """Whether ``model`` is a member of the embedded zoo (else a timm name with hub weights)."""
     return model in zoo.names()
 
 
