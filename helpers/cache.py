@@ -98,19 +98,23 @@ def _names(code: types.CodeType) -> set[str]:
 
 
 def _source(obj) -> str:
-    """A function's compiled code (what runs in this process, not the file, which may have been
-    edited since), or a class's own non-function attributes (its methods are followed)."""
+    """A function's compiled code without its docstring (what runs in this process, not the
+    file, which may have been edited since), or a class's own non-function attributes (its
+    methods are followed)."""
     if isinstance(obj, type):
         attrs = {k: v for k, v in vars(obj).items()
                  if not callable(getattr(v, "__func__", v)) and not isinstance(v, property)
                  and not (k.startswith("__") and k != "__annotations__")}  # __slotnames__...
         return json.dumps([obj.__qualname__, [b.__qualname__ for b in obj.__bases__],
                            _stable(attrs)], sort_keys=True)
-    return json.dumps(_code(obj.__code__))
+    return json.dumps(_code(obj.__code__, doc=obj.__doc__))
 
 
-def _code(code: types.CodeType) -> list:
+def _code(code: types.CodeType, doc: str | None = None) -> list:
+    """``code`` as JSON-able parts; its docstring ``doc`` left out (it computes nothing)."""
     consts = [_code(c) if isinstance(c, types.CodeType) else _stable(c) for c in code.co_consts]
+    if doc is not None and code.co_consts and code.co_consts[0] == doc:
+        consts[0] = None
     return [code.co_code.hex(), consts, code.co_names, code.co_varnames, code.co_freevars]
 
 

@@ -81,6 +81,8 @@ def test_editing_a_job_or_what_it_calls_misses_its_entry(package):
     assert key(mod) == before
     assert key(edit("unrelated", "return x", "return x + 1")) == before  # not called by the job
     assert key(edit("lazy", "3 * x", "4 * x")) == before  # only `other` imports it
+    assert key(edit("util", "def double(x):", 'def double(x):\n    """Twice x."""')) == before
+    assert key(edit("util", '"""Twice x."""', '"""x doubled."""')) == before  # a docstring
     changed = [key(edit("util", "2 * x", "x + x"))]  # a function the job calls
     changed.append(key(edit("shapes", "self.w * self.w", "self.w ** 2")))  # a method it calls
     changed.append(key(edit("jobs", '{"factor": 2}', '{"factor": 3}')))  # a constant it reads
