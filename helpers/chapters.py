@@ -49,7 +49,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 REGISTRY: tuple[tuple[str, str], ...] = (
     ("tour", "A tour of the helpers"),
     ("separability", "Which layer generalizes? Separability of unseen data"),
-    ("transferability", "Transferability estimation from neural collapse (FaCe)"),
+    ("transferability", "Predicting transfer from neural collapse (FaCe)"),
     ("tunnel", "The tunnel effect and out-of-distribution generalization"),
     ("double_descent", "Freezing-wise double descent in transfer learning"),
     ("atlas", "Your model, layer by layer: an atlas of every measure"),

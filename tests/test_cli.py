@@ -326,6 +326,13 @@ def test_toc_lists_the_registered_chapters_in_order() -> None:
     assert listed == [cid for cid, _ in chapters.REGISTRY]
 
 
+def test_each_registered_title_is_its_notebooks_heading() -> None:
+    for cid, title in chapters.REGISTRY:
+        cells = json.loads((chapters.NOTEBOOKS / f"{cid}.ipynb").read_text())["cells"]
+        first = "".join(cells[0]["source"]).splitlines()[0]
+        assert first == f"# {title}", cid
+
+
 def parameter_names(notebook: Path) -> list[str]:
     """The names assigned in the cell tagged ``parameters``."""
     cells = json.loads(notebook.read_text())["cells"]

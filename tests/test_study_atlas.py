@@ -64,6 +64,19 @@ def test_ood_table_finds_the_tunnel_and_its_interval():
     assert t.loc["shifted", "low"] == pytest.approx(50.0)  # no noise: a zero-width interval
 
 
+def test_ood_table_keeps_the_retained_interval_within_0_and_100():
+    per_seed = {0: [0.9, 0.1], 1: [0.5, 0.5], 2: [0.9, 0.05]}  # retained 11, 100, 6 %
+    rows = [{"seed": seed, "layer": f"l{i}", "layer_index": i, "measure": "probe",
+             "dataset": name, "role": "other", "value": v}
+            for seed, curve in per_seed.items()
+            for name, values in (("id", [0.5, 0.9]), ("shifted", curve))
+            for i, v in enumerate(values)]
+    t = atlas.ood_table(pd.DataFrame(rows), "id").set_index("dataset")
+    _, low, high = mean_interval([100 * 0.1 / 0.9, 100.0, 100 * 0.05 / 0.9])
+    assert low < 0 and high > 100  # the unclipped t interval
+    assert (t.loc["shifted", "low"], t.loc["shifted", "high"]) == (0.0, 100.0)
+
+
 def test_summarize_gives_each_measure_its_interval_and_depth():
     values = _values({"id": [0.1, 0.2, 0.3]}, measure="logme", noise=0.05)
     s = atlas.summarize(values)

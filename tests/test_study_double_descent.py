@@ -313,9 +313,9 @@ def test_record_thresholds_says_where_p_crosses_n_or_on_which_side_it_stays():
                            "trainable": [10_000, 1_000, 10]})
     rec = dd.record_thresholds(counts, [1_000, 100, 5, 20_000])
     assert rec == {"dd_p_full": "10,000", "dd_p_head": "10", "dd_L": 2,
-                   "dd_cross": "k = 1.0 for n = 1000, k = 1.5 for n = 100, "
-                               "never for n = 5 (p > n for every k), "
-                               "never for n = 20000 (p < n for every k)"}
+                   "dd_cross": "crossed at k = 1.0 for n = 1000, crossed at k = 1.5 for n = 100, "
+                               "never crossed for n = 5 (p > n at every k), "
+                               "never crossed for n = 20000 (p < n at every k)"}
     assert type(rec["dd_L"]) is int  # glued as 2, not np.int64(2)
     table = dd.ratio_table(counts, [100, 400])
     assert table["p/n, n=100"].tolist() == [100.0, 10.0, 0.1]
@@ -556,3 +556,10 @@ def test_source_gap_without_a_common_setting_is_empty_and_said_so():
     assert gap.empty and gap.columns[:2].tolist() == ["s", "far"]
     assert dd.ours_sources(gap) == "no (noise, k) run from both sources"
     assert dd.record_sources(finals, gap, 100, 0.2)["dd_far_better"] == "none"
+
+
+def test_sentences_give_one_rise_once_and_the_side_of_a_difference_in_words():
+    assert dd._span(pd.Series([14.1, 14.1]), "a rise", "rises") == "a rise of 14.1"
+    assert dd._span(pd.Series([14.1, 9.0]), "a rise", "rises") == "rises of 9.0 to 14.1"
+    assert dd._below(1.04) == "1.0 points below"
+    assert dd._below(-2.5) == "2.5 points above"

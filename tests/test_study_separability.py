@@ -299,7 +299,7 @@ def test_claim_sentences_name_the_models_and_intervals():
     table = S.claim_accuracy(pd.DataFrame(rows), level=0.9)
     text = S.accuracy_sentence(table, S.claim_accuracy_verdict(table))
     assert "2 of 2 models reach 0.90" in text and "close (0.93) is above it by +0.200" in text
-    assert text.endswith("**reproduced**")
+    assert text.endswith(": reproduced")
 
 
 def test_domain_levels_take_one_level_or_one_per_domain():
@@ -363,7 +363,7 @@ def test_record_sources_names_the_models_that_did_not_learn_their_source_task():
     assert text == ("poor reached only 0.31 source accuracy, so its 'pre-trained' start is "
                     "little better than random weights")
     assert S.record_sources(sources.iloc[[0, 2]]) == {
-        "sep_weak_sources": "every zoo member in this run learned its source task"}
+        "sep_weak_sources": "every zoo member learned its source task"}
 
 
 def test_record_deepest_counts_inner_best_layers_and_quotes_the_held_out_verdict():

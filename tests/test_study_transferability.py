@@ -355,12 +355,7 @@ def test_ground_truth_notes_measure_the_seed_noise_against_the_top_of_the_rankin
         one["runs_sentence"]
 
 
-def test_ablation_and_spread_sentences_follow_their_numbers():
-    acc = _accuracy([0.9, 0.8, 0.7, 0.6])
-    scores = _scores({"variance_collapse": [4, 3, 2, 1], "class_fairness": [1, 2, 3, 4]})
-    ablation = study.tau_table(scores, acc, study.ABLATION)
-    assert study.ablation_sentence(ablation) == ("FaCe does not beat its better term alone "
-                                                  "(C term (-NC1))")
+def test_the_spread_sentence_follows_its_numbers():
     pub = pd.DataFrame({"target": ["x", "x", "y", "y"], "finetune_top1": [90, 80, 70, 50]})
     assert "span 40.0 points per target on average, the benchmark's 15.0 (median 15.0): a " \
            "wide spread" in study.spread_sentence(40.0, pub)
@@ -504,13 +499,31 @@ def test_record_ablation_quotes_each_term_and_the_fairest_member():
     acc = _accuracy([0.9, 0.8, 0.7, 0.6])
     scores = _scores({"variance_collapse": [4, 3, 2, 1], "class_fairness": [1, 2, 5, 4]})
     ablation = study.tau_table(scores, acc, study.ABLATION)
-    rec = study.record_ablation(ablation, scores, acc)
+    intervals = pd.DataFrame({"tau": [0.5, 0.2, 0.45]},
+                             index=["face", "variance_collapse", "class_fairness"])
+    rng = np.random.default_rng(0)
+    draws = pd.DataFrame({"face": 0.5 + rng.normal(0, 0.05, 500),
+                          "variance_collapse": 0.2 + rng.normal(0, 0.05, 500),
+                          "class_fairness": 0.45 + rng.normal(0, 0.05, 500)})
+    rec = study.record_ablation(ablation, scores, acc, intervals, draws)
     fairness = scipy.stats.weightedtau([1, 2, 5, 4], [0.9, 0.8, 0.7, 0.6]).statistic
     assert (rec["tr_abl_c"], rec["tr_abl_f"]) == ("1.00", f"{fairness:.2f}")
-    assert rec["tr_abl_verdict"] == study.ablation_sentence(ablation)
     assert (rec["tr_fairest"], rec["tr_fairest_rank"]) == ("c", 3)  # c: 3rd by accuracy
     assert set(rec) == {"tr_abl_c", "tr_abl_f", "tr_abl_raw", "tr_abl_face", "tr_abl_verdict",
-                        "tr_fairest", "tr_fairest_rank"}
+                        "tr_abl_verdict_word", "tr_fairest", "tr_fairest_rank"}
+    # FaCe 0.30 above the C term (interval clear of 0), 0.05 above the F term (interval about
+    # +-0.14: no difference detected): partly reproduced, as FaCe's own rule says
+    diff = draws["face"] - draws["class_fairness"]
+    low, high = np.quantile(diff, [0.025, 0.975])
+    assert rec["tr_abl_verdict_word"] == "partly reproduced"
+    assert rec["tr_abl_verdict"] == (
+        "FaCe minus the C term (-NC1) alone: +0.30 "
+        f"[{np.quantile(draws.face - draws.variance_collapse, 0.025):+.2f}, "
+        f"{np.quantile(draws.face - draws.variance_collapse, 0.975):+.2f}] (FaCe above); "
+        f"FaCe minus the F term alone: +0.05 [{low:+.2f}, {high:+.2f}] (no difference detected)")
+    clear = draws.assign(class_fairness=draws.class_fairness - 0.3)
+    assert study.ablation_verdict(intervals.assign(tau=[0.5, 0.2, 0.15]), clear)[0]["verdict"] \
+        == "reproduced"
 
 
 def test_record_depth_finds_the_depth_that_ranks_best():

@@ -310,10 +310,12 @@ def test_record_verdicts_fill_every_variable_and_mark_those_not_run():
                               "difference_high": 15.66, "detectable": 6.04,
                               "basis": "backbone seeds", "sets_low": -1.04, "sets_high": 17.3,
                               "sets_detectable": 12.01}])
-    table = pd.DataFrame({"variable": "augmentation", "order": [1, 0], "rank_last": [20.4, 9.6]})
+    table = pd.DataFrame({"variable": "augmentation", "order": [1, 0], "rank_last": [20.4, 9.6],
+                          "pivot_depth": [0.75, 0.5], "layers": [5, 5]})
     rec = tunnel.record_verdicts(verdicts, table)
     per_variable = ("low", "high", "low_setting", "high_setting", "verdict", "diff", "rank_low",
-                    "rank_high", "basis", "sets")
+                    "rank_high", "pivot_low", "pivot_high", "layers_low", "layers_high", "basis",
+                    "sets")
     assert set(rec) == {f"tunnel_{s}_{k}" for s in tunnel.GLUE_KEYS.values()
                         for k in per_variable} | {"tunnel_arch_sentence"}
     assert (rec["tunnel_aug_low"], rec["tunnel_aug_high"]) == ("61.2", "70.0")
@@ -321,6 +323,8 @@ def test_record_verdicts_fill_every_variable_and_mark_those_not_run():
     assert rec["tunnel_aug_sets"] == "[-1.0, +17.3], detectable 12.0"
     assert rec["tunnel_aug_basis"] == "backbone seeds" and rec["tunnel_res_basis"] == "-"
     assert (rec["tunnel_aug_rank_low"], rec["tunnel_aug_rank_high"]) == ("10", "20")
+    assert (rec["tunnel_aug_pivot_low"], rec["tunnel_aug_pivot_high"]) == ("0.50", "0.75")
+    assert rec["tunnel_aug_layers_low"] == rec["tunnel_aug_layers_high"] == "5"
     assert rec["tunnel_aug_verdict"] == "agrees"
     assert rec["tunnel_res_low"] == "(not run)" and rec["tunnel_res_verdict"] == "not run"
     assert rec["tunnel_res_diff"] == rec["tunnel_res_rank_low"] == "-"

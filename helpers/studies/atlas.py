@@ -254,7 +254,8 @@ def summarize(values: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 def ood_table(values: pd.DataFrame, id_name: str, confidence: float = 0.95) -> pd.DataFrame:
     """For each other data set, the tunnel measures of its probe curve against the ID one:
-    % retained of the seed-mean curves with the interval over seeds, pivot layer, strength."""
+    % retained of the seed-mean curves with the t interval over seeds (clipped to 0-100, the
+    range of % retained), pivot layer, strength."""
     probe = values[values.measure == "probe"].sort_values("layer_index", kind="stable")
     if probe.empty:
         return pd.DataFrame(columns=["dataset", "retained", "low", "high", "pivot_layer",
@@ -267,7 +268,7 @@ def ood_table(values: pd.DataFrame, id_name: str, confidence: float = 0.95) -> p
         r = ood_retained(id_curve, curve.value.to_numpy())
         per_seed = [ood_retained(id_curve, g.value.to_numpy())["retained"]
                     for _, g in probe[probe.dataset == name].groupby("seed")]
-        _, low, high = mean_interval(per_seed, confidence)
+        _, low, high = np.clip(mean_interval(per_seed, confidence), 0.0, 100.0)
         rows.append({"dataset": name, "retained": r["retained"], "low": low, "high": high,
                      "pivot_layer": curve.layer.iloc[r["pivot"]], "strength": r["strength"],
                      "best_ood": float(curve.value.max()),
@@ -278,7 +279,7 @@ def ood_table(values: pd.DataFrame, id_name: str, confidence: float = 0.95) -> p
 def recommend(summary: pd.DataFrame, purposes: dict[str, str] = PURPOSES) -> pd.DataFrame:
     """The layer to take per (data set, purpose): the best layer of the purpose's measure;
     ``clear`` when its interval lies beyond every other layer's, else ``tied`` lists the layers
-    within its interval."""
+    whose interval overlaps its own."""
     rows = []
     for name in dict.fromkeys(summary.dataset):
         for purpose, m in purposes.items():

@@ -488,12 +488,12 @@ def epochwise_verdict(row: pd.Series, window: int = 5) -> str:
     """Claim 1 on one row of :func:`second_descent`: *not tested* when the noisy labels are
     not interpolated before the final window (the paper's precondition); *reproduced* when
     the rise and the second descent both have intervals above 0; *partly* when only the rise
-    does; else *not reproduced*."""
+    does; else *not shown*."""
     if not row.epoch_fit <= row.epochs - window:
         return "not tested (the noisy labels are not memorized in time)"
     if row.rise_low > 0:
         return "reproduced" if row.descent_low > 0 else "partly"
-    return "not reproduced"
+    return "not shown"
 
 
 def size_effect(table: pd.DataFrame, small: int, big: int, confidence: float = 0.95) -> dict:
@@ -531,8 +531,10 @@ def source_gap(finals: pd.DataFrame, near: str, far: str, size: int,
     return pd.DataFrame(rows, columns=columns).set_index(["noise", "k"])
 
 
-def _verdict(ok: bool, partly: bool = False) -> str:
-    return "reproduced" if ok else ("partly" if partly else "not reproduced")
+def _verdict(ok: bool, partly: bool = False, otherwise: str = "not reproduced") -> str:
+    """``otherwise``: "not shown" where the test looked for an effect and detected none (an
+    interval that contains 0 does not exclude the paper's unstated effect size)."""
+    return "reproduced" if ok else ("partly" if partly else otherwise)
 
 
 def claims(fair: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str,
@@ -546,9 +548,10 @@ def claims(fair: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str
     - frozen layers decide interpolation: reproduced when some k memorizes > 80 % of the
       flipped labels and another < 20 %;
     - freezing-wise double descent: reproduced when a bump is sustained
-      (:func:`freezing_wise`), partly when one is shown;
+      (:func:`freezing_wise`), partly when one is shown, else not shown;
     - a less related source can transfer better (``gap`` = :func:`source_gap`): reproduced
-      when the far source's error is lower, with the interval excluding 0, at some (noise, k).
+      when the far source's error is lower, with the interval excluding 0, at some (noise, k);
+      else not shown.
     """
     n_big, n_small = int(fair["size"].max()), int(fair["size"].min())
     big = fair[fair["size"] == n_big].iloc[0]
@@ -574,15 +577,17 @@ def claims(fair: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str
          "ours": "; ".join(f"n={int(r['size'])}: bump {100 * r.bump:.1f} +- "
                            f"{100 * r.bump_se:.1f} (detectable "
                            f"{100 * detectable_effect(r.bump_se):.1f}) at k={r.k_peak:.0f}, k=0 "
-                           f"{100 * r.gain_full:+.1f} below it, best k={int(r.k_best)}"
+                           f"{_below(100 * r.gain_full)} it, best k={int(r.k_best)}"
                            for _, r in noisy_fw.iterrows()),
-         "verdict": _verdict(bool(noisy_fw.sustained.any()), partly=bool(noisy_fw.shown.any()))},
+         "verdict": _verdict(bool(noisy_fw.sustained.any()), partly=bool(noisy_fw.shown.any()),
+                             otherwise="not shown")},
     ]
     if gap is not None:
         out.append({"claim (Dar et al.)": "a less related source can transfer better",
                     "paper": "with too many frozen layers (overfreezing)",
                     "ours": ours_sources(gap),
-                    "verdict": _verdict(bool((gap.better == "far").any()))})
+                    "verdict": _verdict(bool((gap.better == "far").any()),
+                                        otherwise="not shown")})
     return pd.DataFrame(out)
 
 
@@ -638,17 +643,28 @@ def epochwise_sentences(ew: pd.DataFrame, main: str, noisy: float, k0: int) -> d
     passing = big[big.shown]
     strong = passing[passing.descent >= 0.5 * passing.rise]
     second = (f"comes down again after the peak, by {100 * row.descent:.1f} points" if row.shown
-              else f"stays near its peak: the second descent, {100 * row.descent:.1f} +- "
-                   f"{100 * row.descent_se:.1f} points, is too small to count")
+              else f"comes down by only {100 * row.descent:.1f} +- "
+                   f"{100 * row.descent_se:.1f} points, too uncertain to count as a second "
+                   "descent")
     if len(passing):
         weak = (f"At k = {', '.join(str(k) for k in passing.index)} the seed-mean curve does "
                 f"come down again after its peak, by at most {100 * passing.descent.max():.1f} "
-                f"points after rises of {100 * passing.rise.min():.1f} to "
-                f"{100 * passing.rise.max():.1f}"
+                f"points after {_span(100 * passing.rise, 'a rise', 'rises')}"
                 + (": a weak second descent." if len(strong) == 0 else "."))
     else:
         weak = "No other k shows a second descent that passes the test either."
     return {"second": second, "weak": weak}
+
+
+def _span(values: pd.Series, one: str, many: str) -> str:
+    """``"a rise of 14.1"`` for one value (or equal ones), ``"rises of 9.0 to 14.1"`` else."""
+    low, high = f"{values.min():.1f}", f"{values.max():.1f}"
+    return f"{one} of {low}" if low == high else f"{many} of {low} to {high}"
+
+
+def _below(points: float) -> str:
+    """``"1.0 points below"`` for a positive difference, ``"1.0 points above"`` for a negative."""
+    return f"{abs(points):.1f} points {'below' if points >= 0 else 'above'}"
 
 
 def freezing_sentence(fw: pd.DataFrame, thresholds: pd.DataFrame, main: str, noisy: float) -> str:
@@ -707,8 +723,8 @@ def record_thresholds(counts: pd.DataFrame, sizes: Sequence[int]) -> dict:
 
     def crossing(n, k):
         if not np.isnan(k):
-            return f"k = {k:.1f} for n = {n}"
-        return f"never for n = {n} (p {'>' if n < p.min() else '<'} n for every k)"
+            return f"crossed at k = {k:.1f} for n = {n}"
+        return f"never crossed for n = {n} (p {'>' if n < p.min() else '<'} n at every k)"
 
     return {"dd_p_full": f"{p.iloc[0]:,}", "dd_p_head": f"{p.iloc[-1]:,}",
             "dd_L": int(counts["k"].max()),

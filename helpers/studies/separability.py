@@ -485,8 +485,8 @@ def best_layer_table(best: pd.DataFrame) -> pd.DataFrame:
     """:func:`best_layers` as one row per (domain, model), one column per metric; each cell
     reads ``layer: best value`` and either ``= last`` or ``> last <value at the last layer>``."""
     def cell(r):
-        tail = "= last" if r["is_last"] else f"> last {r['last_value']:.2f}"
-        return f"{r['best_layer']}: {r['best_value']:.2f} {tail}"
+        tail = "= last" if r["is_last"] else f"> last {r['last_value']:.3f}"
+        return f"{r['best_layer']}: {r['best_value']:.3f} {tail}"
 
     out = best.assign(cell=best.apply(cell, axis=1))
     table = out.pivot_table(index=["domain", "model"], columns="metric", values="cell",
@@ -776,10 +776,10 @@ def accuracy_sentence(table: pd.DataFrame, verdicts: dict) -> str:
                  f"{v['detectable']:.3f})")
         spread = ("" if np.isnan(v["spread_p"]) else
                   f"; their indices span {v['spread']:.3f} (Alexander-Govern p = "
-                  f"{v['spread_p']:.2g}): spread rule **{v['spread_verdict']}**")
+                  f"{v['spread_p']:.2g}): spread rule {v['spread_verdict']}")
         parts.append(f"{head}; the most accurate, {top.model} ({top.seen_accuracy:.2f}), has a "
                      f"generalization index of {top.unseen:.3f}; {found}: "
-                     f"**{v['verdict']}**{spread}")
+                     f"{v['verdict']}{spread}")
     return "; ".join(parts)
 
 
@@ -810,7 +810,7 @@ def record_sources(sources: pd.DataFrame) -> dict:
     in words."""
     weak = sources[sources["source accuracy"] < 0.5]
     return {"sep_weak_sources":
-            "every zoo member in this run learned its source task" if weak.empty else
+            "every zoo member learned its source task" if weak.empty else
             "; ".join(f"{m} reached only {a:.2f} source accuracy, so its 'pre-trained' start is "
                       "little better than random weights"
                       for m, a in weak["source accuracy"].items())}

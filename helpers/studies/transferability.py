@@ -383,6 +383,7 @@ SCORE_LABELS = {
 MAIN_METRICS = ("face", "logme", "leep", "nce", "h_score", "gbc", "nc1", "knn", "probe",
                 "sfda", "nleep", "parc", "ncti", "knn_acc", "params")
 ABLATION = ("variance_collapse", "class_fairness", "face_raw", "face")
+ABLATION_TERMS = ("variance_collapse", "class_fairness")  # FaCe's two terms, each alone
 LAYER_METRICS = ("face", "logme", "h_score", "gbc", "knn", "probe")
 _LAYERWISE = ("logme", "h_score", "gbc", "face", "nc1", "knn", "probe")
 _FINAL_ONLY = ("sfda", "nleep", "parc", "ncti", "knn_acc")  # pre-logits only: the papers' use
@@ -849,19 +850,32 @@ def record_noise(noise: pd.DataFrame) -> dict:
             "tr_face_loo_max": f"{face['max']:.2f}"}
 
 
-def record_ablation(ablation: pd.DataFrame, scores: pd.DataFrame, accuracy: pd.DataFrame
-                    ) -> dict:
+def record_ablation(ablation: pd.DataFrame, scores: pd.DataFrame, accuracy: pd.DataFrame,
+                    intervals: pd.DataFrame, draws: pd.DataFrame) -> dict:
     """The FaCe ablation as the text quotes it: the mean tau of each term, of their raw sum and
-    of FaCe (``ablation`` = :func:`tau_table` of :data:`ABLATION`), the verdict, and the member
-    the fairness term rates fairest on average with its rank by fine-tuned accuracy."""
+    of FaCe (``ablation`` = :func:`tau_table` of :data:`ABLATION`), the verdict of
+    :func:`ablation_verdict` (``intervals``, ``draws``: :func:`tau_intervals` and
+    :func:`tau_bootstrap` of :data:`ABLATION`) in a word and in a sentence, and the member the
+    fairness term rates fairest on average with its rank by fine-tuned accuracy."""
     abl = ablation.groupby("metric")["tau"].mean()
     fair = (with_face(scores).query("metric == 'class_fairness'")
             .groupby("member")["value"].mean())
     acc_rank = accuracy.groupby("member")["accuracy"].mean().rank(ascending=False).astype(int)
+    verdict, comparison = ablation_verdict(intervals, draws)
     return {"tr_abl_c": f"{abl['variance_collapse']:.2f}",
             "tr_abl_f": f"{abl['class_fairness']:.2f}", "tr_abl_raw": f"{abl['face_raw']:.2f}",
-            "tr_abl_face": f"{abl['face']:.2f}", "tr_abl_verdict": ablation_sentence(ablation),
+            "tr_abl_face": f"{abl['face']:.2f}", "tr_abl_verdict_word": verdict["verdict"],
+            "tr_abl_verdict": ablation_sentence(comparison),
             "tr_fairest": fair.idxmax(), "tr_fairest_rank": int(acc_rank[fair.idxmax()])}
+
+
+def ablation_verdict(intervals: pd.DataFrame, draws: pd.DataFrame,
+                     confidence: float = 0.95) -> tuple[dict, pd.DataFrame]:
+    """The claim "both FaCe terms matter": FaCe's mean tau against each term's alone
+    (:func:`compare_to` on :data:`ABLATION_TERMS`), judged by :func:`face_verdict`'s rule:
+    reproduced when FaCe is above both; (verdict, comparison)."""
+    comparison = compare_to("face", intervals.loc[["face", *ABLATION_TERMS]], draws, confidence)
+    return face_verdict(comparison), comparison
 
 
 def depth_means(depth_tau: pd.DataFrame) -> pd.DataFrame:
@@ -941,13 +955,12 @@ def plot_scatter(scores: pd.DataFrame, accuracy: pd.DataFrame, target: str, metr
     return ax.figure
 
 
-def ablation_sentence(ablation: pd.DataFrame) -> str:
-    """Whether FaCe's mean tau is above both of its terms alone (``ablation`` =
-    :func:`tau_table` of ``ABLATION``)."""
-    abl = ablation.groupby("metric")["tau"].mean()
-    best_term = max(("variance_collapse", "class_fairness"), key=lambda m: abl[m])
-    return ("FaCe is above both of its terms alone" if abl["face"] > abl[best_term]
-            else f"FaCe does not beat its better term alone ({SCORE_LABELS[best_term]})")
+def ablation_sentence(comparison: pd.DataFrame) -> str:
+    """:func:`ablation_verdict` in words: FaCe minus each term alone, with its interval."""
+    words = {"higher": "FaCe above", "lower": "FaCe below"}
+    return "; ".join(f"FaCe minus the {SCORE_LABELS[m]} alone: {r.effect:+.2f} "
+                     f"[{r.low:+.2f}, {r.high:+.2f}] ({words.get(r.direction, r.direction)})"
+                     for m, r in comparison.iterrows())
 
 
 def spread_sentence(ours: float, published: pd.DataFrame) -> str:

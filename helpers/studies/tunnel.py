@@ -738,7 +738,8 @@ def record_rank(geom: pd.DataFrame, plan: pd.DataFrame) -> dict:
 def record_verdicts(verdicts_table: pd.DataFrame, table: pd.DataFrame) -> dict:
     """Per variable of :data:`GLUE_KEYS` (``tunnel_<short>_...``): our % retained and settings
     at both ends, the difference with its interval, the verdict (:func:`verdicts`) and the
-    last layer's numerical rank; placeholders for a variable this run left out."""
+    last layer's numerical rank, pivot depth and layer count; placeholders for a variable this
+    run left out."""
     out = {}
     for variable, short in GLUE_KEYS.items():
         row = verdicts_table[verdicts_table.variable == variable]
@@ -764,6 +765,8 @@ def record_verdicts(verdicts_table: pd.DataFrame, table: pd.DataFrame) -> dict:
         t = table[table.variable == variable].sort_values("order")
         for end, i in (("low", 0), ("high", -1)):
             out[f"{key}_rank_{end}"] = f"{t.rank_last.iloc[i]:.0f}" if ran else "-"
+            out[f"{key}_pivot_{end}"] = f"{t.pivot_depth.iloc[i]:.2f}" if ran else "-"
+            out[f"{key}_layers_{end}"] = f"{t.layers.iloc[i]:.0f}" if ran else "-"
     return out
 
 
