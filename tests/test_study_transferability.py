@@ -499,24 +499,33 @@ def test_record_ablation_quotes_each_term_and_the_fairest_member():
     acc = _accuracy([0.9, 0.8, 0.7, 0.6])
     scores = _scores({"variance_collapse": [4, 3, 2, 1], "class_fairness": [1, 2, 5, 4]})
     ablation = study.tau_table(scores, acc, study.ABLATION)
+    runs = _runs({0: [0.9, 0.8, 0.7, 0.6], 1: [0.9, 0.8, 0.7, 0.6]}, targets=("t",))
+    rec = study.record_ablation(ablation, scores, acc, runs, n_boot=50)
+    fairness = scipy.stats.weightedtau([1, 2, 5, 4], [0.9, 0.8, 0.7, 0.6]).statistic
+    assert (rec["tr_abl_c"], rec["tr_abl_f"]) == ("1.00", f"{fairness:.2f}")
+    assert (rec["tr_fairest"], rec["tr_fairest_rank"]) == ("c", 3)  # c: 3rd by accuracy
+    assert set(rec) == {"tr_abl_c", "tr_abl_f", "tr_abl_raw", "tr_abl_face", "tr_abl_verdict",
+                        "tr_abl_verdict_word", "tr_fairest", "tr_fairest_rank"}
+    # one target, seeds alike: every draw equals the point tau, so the C term (tau 1) is
+    # certainly above FaCe
+    assert rec["tr_abl_verdict_word"] == "contradicted"
+
+
+def test_the_ablation_verdict_is_faces_rule_against_each_term_alone():
     intervals = pd.DataFrame({"tau": [0.5, 0.2, 0.45]},
                              index=["face", "variance_collapse", "class_fairness"])
     rng = np.random.default_rng(0)
     draws = pd.DataFrame({"face": 0.5 + rng.normal(0, 0.05, 500),
                           "variance_collapse": 0.2 + rng.normal(0, 0.05, 500),
                           "class_fairness": 0.45 + rng.normal(0, 0.05, 500)})
-    rec = study.record_ablation(ablation, scores, acc, intervals, draws)
-    fairness = scipy.stats.weightedtau([1, 2, 5, 4], [0.9, 0.8, 0.7, 0.6]).statistic
-    assert (rec["tr_abl_c"], rec["tr_abl_f"]) == ("1.00", f"{fairness:.2f}")
-    assert (rec["tr_fairest"], rec["tr_fairest_rank"]) == ("c", 3)  # c: 3rd by accuracy
-    assert set(rec) == {"tr_abl_c", "tr_abl_f", "tr_abl_raw", "tr_abl_face", "tr_abl_verdict",
-                        "tr_abl_verdict_word", "tr_fairest", "tr_fairest_rank"}
+    verdict, comparison = study.ablation_verdict(intervals, draws)
+    sentence = study.ablation_sentence(comparison)
     # FaCe 0.30 above the C term (interval clear of 0), 0.05 above the F term (interval about
     # +-0.14: no difference detected): partly reproduced, as FaCe's own rule says
     diff = draws["face"] - draws["class_fairness"]
     low, high = np.quantile(diff, [0.025, 0.975])
-    assert rec["tr_abl_verdict_word"] == "partly reproduced"
-    assert rec["tr_abl_verdict"] == (
+    assert verdict["verdict"] == "partly reproduced"
+    assert sentence == (
         "FaCe minus the C term (-NC1) alone: +0.30 "
         f"[{np.quantile(draws.face - draws.variance_collapse, 0.025):+.2f}, "
         f"{np.quantile(draws.face - draws.variance_collapse, 0.975):+.2f}] (FaCe above); "

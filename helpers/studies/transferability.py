@@ -851,12 +851,14 @@ def record_noise(noise: pd.DataFrame) -> dict:
 
 
 def record_ablation(ablation: pd.DataFrame, scores: pd.DataFrame, accuracy: pd.DataFrame,
-                    intervals: pd.DataFrame, draws: pd.DataFrame) -> dict:
+                    runs: pd.DataFrame, n_boot: int = 2000, random_state: int = 0) -> dict:
     """The FaCe ablation as the text quotes it: the mean tau of each term, of their raw sum and
     of FaCe (``ablation`` = :func:`tau_table` of :data:`ABLATION`), the verdict of
-    :func:`ablation_verdict` (``intervals``, ``draws``: :func:`tau_intervals` and
-    :func:`tau_bootstrap` of :data:`ABLATION`) in a word and in a sentence, and the member the
-    fairness term rates fairest on average with its rank by fine-tuned accuracy."""
+    :func:`ablation_verdict` on :func:`tau_bootstrap` of ``runs`` in a word and in a sentence,
+    and the member the fairness term rates fairest on average with its rank by fine-tuned
+    accuracy."""
+    draws = tau_bootstrap(scores, runs, ABLATION, n_boot=n_boot, random_state=random_state)
+    intervals = tau_intervals(scores, runs, ABLATION, draws=draws)
     abl = ablation.groupby("metric")["tau"].mean()
     fair = (with_face(scores).query("metric == 'class_fairness'")
             .groupby("member")["value"].mean())
