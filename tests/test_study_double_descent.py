@@ -448,6 +448,7 @@ def test_record_claims_glues_each_verdict_and_marks_the_source_claim_not_run():
     assert [rec[f"dd_verdict_{i}"] for i in range(5)] == table.verdict.tolist()
     assert [rec[k] for k in ("dd_ew_summary", "dd_size_summary", "dd_fw_summary",
                              "dd_src_summary")] == table.ours[[0, 1, 3, 4]].tolist()
+    assert rec["dd_regime_sentence"] == dd.regime_sentence(table.verdict[2])
     assert rec["dd_second_sentence"].startswith("comes down again after the peak")
     assert rec["dd_ew_weak_sentence"].startswith("At k = 0 the seed-mean curve does come down")
     assert rec["dd_fw_sentence"].startswith("a peak at k = 1 for n = 400")
@@ -455,6 +456,13 @@ def test_record_claims_glues_each_verdict_and_marks_the_source_claim_not_run():
     rec = dd.record_claims(four, ew, fw, thr, "s", 0.2, 0)
     assert rec["dd_verdict_4"] == rec["dd_src_summary"] == "not run (one source)"
     assert [rec[f"dd_verdict_{i}"] for i in range(4)] == four.verdict.tolist()
+
+
+def test_the_regime_sentence_claims_the_switch_only_when_its_verdict_reproduces_it():
+    assert dd.regime_sentence("reproduced").startswith("The number of frozen layers does switch")
+    for verdict in ("not reproduced", "partly"):
+        sentence = dd.regime_sentence(verdict)
+        assert " did not switch " in sentence and " does switch " not in sentence
 
 
 def test_explore_draws_the_chosen_runs_and_the_explorer_offers_the_main_sources_settings(capsys):

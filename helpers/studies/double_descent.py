@@ -871,12 +871,25 @@ def record_sources(finals: pd.DataFrame, gap: pd.DataFrame | None, size: int, no
     return out
 
 
+def regime_sentence(verdict: str) -> str:
+    """The closing paragraph's first sentence, as strong as the verdict on "frozen layers decide
+    under- vs overparameterized" (:func:`claims`) allows."""
+    regimes = ("an underparameterized regime (the trainable part cannot memorize the flipped "
+               "labels, the test error stays low) and an overparameterized one (the flipped labels "
+               "are memorized and the test error rises)")
+    if verdict == "reproduced":
+        return f"The number of frozen layers does switch the transfer between {regimes}"
+    return (f"The number of frozen layers did not switch the transfer cleanly between {regimes}: "
+            "no k memorized more than 80 % of the flipped labels while another memorized less "
+            "than 20 %")
+
+
 def record_claims(claims_table: pd.DataFrame, ew: pd.DataFrame, fw: pd.DataFrame,
                   thresholds: pd.DataFrame, main: str, noisy: float, k0: int) -> dict:
     """The verdicts of :func:`claims` (``dd_verdict_<row>``; the source claim "not run (one
     source)" without a far source), its "ours" column for the book's first page, and the
     sentences of the closing paragraph
-    (:func:`epochwise_sentences`, :func:`freezing_sentence`)."""
+    (:func:`regime_sentence`, :func:`epochwise_sentences`, :func:`freezing_sentence`)."""
     out = {f"dd_verdict_{i}": c.verdict for i, c in claims_table.iterrows()}
     ours = claims_table.ours.tolist() + ["not run (one source)"] * (5 - len(claims_table))
     out |= {"dd_ew_summary": ours[0], "dd_size_summary": ours[1], "dd_fw_summary": ours[3],
@@ -884,7 +897,8 @@ def record_claims(claims_table: pd.DataFrame, ew: pd.DataFrame, fw: pd.DataFrame
     if len(claims_table) < 5:
         out["dd_verdict_4"] = "not run (one source)"
     sentences = epochwise_sentences(ew, main, noisy, k0)
-    return out | {"dd_second_sentence": sentences["second"],
+    return out | {"dd_regime_sentence": regime_sentence(claims_table.verdict.iloc[2]),
+                  "dd_second_sentence": sentences["second"],
                   "dd_ew_weak_sentence": sentences["weak"],
                   "dd_fw_sentence": freezing_sentence(fw, thresholds, main, noisy)}
 
