@@ -531,6 +531,11 @@ def source_gap(finals: pd.DataFrame, near: str, far: str, size: int,
     return pd.DataFrame(rows, columns=columns).set_index(["noise", "k"])
 
 
+#: "frozen layers decide interpolation": some k memorizes more than MEMORIZED of the flipped
+#: labels and another less than FORGOTTEN
+MEMORIZED, FORGOTTEN = 0.8, 0.2
+
+
 def _verdict(ok: bool, partly: bool = False, otherwise: str = "not reproduced") -> str:
     """``otherwise``: "not shown" where the test looked for an effect and detected none (an
     interval that contains 0 does not exclude the paper's unstated effect size)."""
@@ -571,7 +576,7 @@ def claims(fair: pd.DataFrame, fw: pd.DataFrame, finals: pd.DataFrame, main: str
          "paper": "k decides whether the target training interpolates",
          "ours": "flipped labels memorized: " + ", ".join(
              f"k={k}: {100 * v:.0f} %" for k, v in mem.items()),
-         "verdict": _verdict(bool(mem.max() > 0.8 and mem.min() < 0.2))},
+         "verdict": _verdict(bool(mem.max() > MEMORIZED and mem.min() < FORGOTTEN))},
         {"claim (Dar et al.)": "freezing-wise double descent",
          "paper": "test error against k peaks near the threshold",
          "ours": "; ".join(f"n={int(r['size'])}: bump {100 * r.bump:.1f} +- "
@@ -880,8 +885,8 @@ def regime_sentence(verdict: str) -> str:
     if verdict == "reproduced":
         return f"The number of frozen layers does switch the transfer between {regimes}"
     return (f"The number of frozen layers did not switch the transfer cleanly between {regimes}: "
-            "no k memorized more than 80 % of the flipped labels while another memorized less "
-            "than 20 %")
+            f"no k memorized more than {MEMORIZED:.0%} of the flipped labels while another "
+            f"memorized less than {FORGOTTEN:.0%}")
 
 
 def record_claims(claims_table: pd.DataFrame, ew: pd.DataFrame, fw: pd.DataFrame,
