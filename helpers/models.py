@@ -163,8 +163,9 @@ def create(name: str, num_classes: int, weights=None, in_chans: int = 3, img_siz
 
 
 def _takes_img_size(name: str) -> bool:
-    """Before the model exists: transformer families whose constructor takes ``img_size``."""
-    return any(k in name for k in ("vit", "deit", "swin", "pvt", "cait", "eva", "beit"))
+    """Before the model exists: transformer families whose constructor takes ``img_size`` (PVT v2
+    has no position table: it runs at any size and its constructor refuses ``img_size``)."""
+    return any(k in name for k in ("vit", "deit", "swin", "cait", "eva", "beit"))
 
 
 def is_token_model(model: nn.Module) -> bool:

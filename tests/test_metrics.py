@@ -442,7 +442,11 @@ def test_cpu_tensor_and_numpy_inputs_agree(name, data):
 def test_cuda_matches_cpu(name, data):
     x, y = data
     on_gpu = EVERY[name](torch.as_tensor(x, device="cuda"), torch.as_tensor(y, device="cuda"))
-    assert on_gpu == pytest.approx(EVERY[name](x, y), rel=1e-5, abs=1e-6)
+    # The probe is a float32 AdamW fit: its first steps are sign-like, so a gradient component
+    # that is ~0 can take opposite signs under another summation order, and a test point on the
+    # boundary flips (seen on an H200: 210 vs 209 of 240). Allow two flipped points.
+    tolerance = dict(rel=0, abs=2 / len(y)) if name == "probe" else dict(rel=1e-5, abs=1e-6)
+    assert on_gpu == pytest.approx(EVERY[name](x, y), **tolerance)
 
 
 def test_inputs_are_not_mutated(data):

@@ -29,6 +29,15 @@ def test_saved_timm_state_dict_loads_via_weights_path(tmp_path):
     assert other.fc.out_features == 3
 
 
+@pytest.mark.parametrize("name", ["pvt_v2_b0", "vit_tiny_patch16_224", "resnet10t"])
+def test_img_size_is_passed_only_where_the_constructor_takes_it(name):
+    """The GPU check found pvt_v2 refusing ``img_size``; every family still runs at 64 px and
+    records the size it was asked for."""
+    model = models.create(name, 3, img_size=64).eval()
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+    assert model.pretrained_cfg["input_size"] == (3, 64, 64)
+
+
 def test_weights_that_do_not_fit_are_refused(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(_make("resnet10t", {}).state_dict(), path)

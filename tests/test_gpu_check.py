@@ -1,0 +1,55 @@
+"""bench/gpu_check.py: its plan matches the README's counts, and its GPU-hours arithmetic."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+gpu_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_check)
+
+
+def readme_counts() -> dict:
+    """README "What the full profile asks for": chapter -> (training, inference) image-passes."""
+    rows = re.findall(r"^\| ([a-z ]+) \|.*\| ([\d.]+)(?: M)? \| ([\d.]+) M", (ROOT / "README.md")
+                      .read_text(), flags=re.MULTILINE)
+    return {name.replace(" ", "_"): (float(t) * 1e6, float(i) * 1e6) for name, t, i in rows}
+
+
+def test_plan_sums_to_the_readme_counts():
+    readme = readme_counts()
+    plan: dict = {}
+    for chapter, train, _, infer, _, _ in gpu_check.PLAN:
+        t, i = plan.get(chapter, (0.0, 0.0))
+        plan[chapter] = (t + train, i + infer)
+    assert set(plan) == set(readme) == {"tour", "separability", "transferability", "tunnel",
+                                         "double_descent"}
+    for chapter, counts in readme.items():
+        assert plan[chapter] == pytest.approx(counts, rel=0.02), chapter
+
+
+def test_gpu_hours_divide_each_share_by_its_speed():
+    names = {n for row in gpu_check.PLAN for n in row[2] + row[4]}
+    speeds = {f"{n}@{res}": {"train": 1000.0, "extract": 4000.0}
+              for n in names for res in (32, 224)}
+    rows = gpu_check.gpu_hours(speeds)
+    for row, (_, train, _, infer, _, _) in zip(rows, gpu_check.PLAN):
+        assert row["GPU-hours"] == pytest.approx((train / 1000 + infer / 4000) / 3600, abs=0.01)
+        assert row["not measured"] == []
+    # a model twice in a list takes two shares: vit_tiny trains 4 of the zoo's 10 shares
+    speeds["zoo:vit_tiny@32"]["train"] = 500.0
+    tour = gpu_check.gpu_hours(speeds)[0]
+    assert tour["GPU-hours"] == pytest.approx(
+        (1.4e6 * 0.6 / 1000 + 1.4e6 * 0.4 / 500 + 0.1e6 / 4000) / 3600, abs=0.01)
+    del speeds["dd:resnet18@32"]
+    assert gpu_check.gpu_hours(speeds)[-1]["GPU-hours"] is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU exit")
+def test_without_a_gpu_it_exits_3_with_one_line(tmp_path, capsys):
+    assert gpu_check.main(["--out", str(tmp_path)]) == 3
+    assert capsys.readouterr().err.count("\n") == 1
