@@ -4,6 +4,7 @@ model's extraction time (ResNet-50 at 224 px over the same N images, timed on a 
 scaled to N).
 
     python bench/scores_full.py [--n 50000] [--d 2048] [--c 100] [--timeout 300] [--only logme]
+                                [--device cuda]
 
 Each score runs alone in a fresh process (its own factorizations, as a user calling it would),
 with a time limit; a score that needs more memory or time than this machine has says so.
@@ -41,25 +42,30 @@ def features(n: int, d: int, c: int, seed: int = 0):
     return x, y, torch.softmax(logits, 1)
 
 
-def one(name: str, n: int, d: int, c: int) -> dict:
-    """Seconds of score ``name`` on fresh features (after they are made)."""
+def one(name: str, n: int, d: int, c: int, device: str = "cpu") -> dict:
+    """Seconds of score ``name`` on fresh features on ``device`` (after they are made)."""
+
+    import torch
 
     from helpers.metrics import layerwise, leep, nce
 
-    x, y, probs = features(n, d, c)
+    x, y, probs = (t.to(device) for t in features(n, d, c))
     tic = time.perf_counter()
     if name == "leep":
-        leep(probs.double().numpy(), y.numpy())
+        leep(probs.double(), y)
     elif name == "nce":
-        nce(probs.argmax(1).numpy(), y.numpy())
+        nce(probs.argmax(1), y)
     else:
-        layerwise({"x": x}, y.numpy(), [name], **OPTIONS.get(name, {}))
-    return {"seconds": time.perf_counter() - tic,
-            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        layerwise({"x": x}, y, [name], **OPTIONS.get(name, {}))
+    seconds = time.perf_counter() - tic
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if x.is_cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    return {"seconds": seconds, "peak_gib": peak}
 
 
-def extraction_seconds(n: int, batch: int = 32) -> float:
-    """ResNet-50 (random weights) at 224 px through ``features.extract``: a timed batch x N."""
+def extraction_seconds(n: int, device: str = "cpu", batch: int = 32) -> float:
+    """ResNet-50 (random weights) at 224 px through ``features.extract`` on ``device``: a timed
+    batch x N."""
     import torch
 
     from helpers import data, models
@@ -69,15 +75,15 @@ def extraction_seconds(n: int, batch: int = 32) -> float:
     images = torch.randint(0, 256, (2 * batch, 3, 224, 224), dtype=torch.uint8)
     labels = torch.zeros(batch, dtype=torch.long)
     warm, timed = (data.ImageSet(half, labels, ["x"], "bench") for half in images.split(batch))
-    F.extract(model, warm, batch_size=batch, use_cache=False, progress=False)
+    F.extract(model, warm, batch_size=batch, device=device, use_cache=False, progress=False)
     tic = time.perf_counter()
-    F.extract(model, timed, batch_size=batch, use_cache=False, progress=False)
+    F.extract(model, timed, batch_size=batch, device=device, use_cache=False, progress=False)
     return (time.perf_counter() - tic) / batch * n
 
 
 def run_one(name: str, args) -> dict:
     command = [sys.executable, __file__, "--one", name, "--n", str(args.n), "--d", str(args.d),
-               "--c", str(args.c)]
+               "--c", str(args.c), "--device", args.device]
     try:
         done = subprocess.run(command, check=False, capture_output=True, text=True,
                               timeout=args.timeout)
@@ -96,23 +102,24 @@ def main() -> None:
     parser.add_argument("--c", type=int, default=100)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per score")
     parser.add_argument("--only", nargs="*", default=list(SCORES), choices=SCORES)
+    parser.add_argument("--device", default="cpu", help="where the scores run: cpu or cuda")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
     if args.one:
-        print(json.dumps(one(args.one, args.n, args.d, args.c)))
+        print(json.dumps(one(args.one, args.n, args.d, args.c, args.device)))
         return
-    extract = extraction_seconds(args.n)
-    print(f"N={args.n:,} D={args.d:,} C={args.c}; ResNet-50 extraction at 224 px, this CPU, "
-          f"scaled from one batch: {extract:.0f} s")
-    print("| score | seconds | share of extraction | peak memory | note |")
+    extract = extraction_seconds(args.n, args.device)
+    print(f"N={args.n:,} D={args.d:,} C={args.c}; scores on {args.device}; ResNet-50 extraction "
+          f"at 224 px there, scaled from one batch: {extract:.0f} s")
+    print(f"| score | seconds | share of extraction | peak memory ({args.device}) | note |")
     print("| --- | --- | --- | --- | --- |")
     for name in args.only:
         row = run_one(name, args)
         s = row.get("seconds")
         share = f"{100 * s / extract:.1f} %" if s is not None else "-"
         peak = f"{row['peak_gib']:.1f} GiB" if row.get("peak_gib") else "-"
-        print(f"| {name} | {s:.1f} |" if s is not None else f"| {name} | - |",
+        print(f"| {name} | {s:.2f} |" if s is not None else f"| {name} | - |",
               f"{share} | {peak} | {row.get('note', '')} |", flush=True)
 
 
