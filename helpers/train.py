@@ -183,7 +183,8 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
 
     History columns: epoch, lr, train_loss, train_err (on the training labels as given),
     test_loss, test_err, seconds. With ``checkpoint`` (a path), the state is saved after every
-    epoch and a rerun resumes from it (bit-identical on CPU); a finished run returns at once.
+    epoch and a rerun resumes from it (bit-identical on CPU); a finished run returns at once
+    (its checkpoint keeps the weights and the history, not the optimizer's state).
     ``stop_at``: stop after the first epoch whose test accuracy reaches it (``epochs`` is then
     the most; the schedule still spans ``epochs``). ``eval_train``: train_loss and train_err
     measured after each epoch on the whole training set in evaluation mode (not the running
@@ -227,8 +228,9 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("config") == config:
             model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
+            if "optimizer" in state:
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
             history, start_epoch = state["history"], state["epoch"]
     if start_epoch < epochs:
         net, (train_in, test_in) = _after_frozen_prefix(model, [train, test], device, augment)
@@ -258,11 +260,13 @@ def fit(model: nn.Module, train: ImageSet, test: ImageSet | None = None, *, epoc
         row["seconds"] = time.perf_counter() - tic
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith("err")})
-        if checkpoint and (epoch + 1 == epochs or reached()
-                           or time.perf_counter() - saved >= checkpoint_every):
+        finished = epoch + 1 == epochs or reached()
+        if checkpoint and (finished or time.perf_counter() - saved >= checkpoint_every):
             saved = time.perf_counter()
-            _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "history": history,
+            # nothing resumes a finished run: without Adam's two moments it is a third the size
+            resume = {} if finished else {"optimizer": opt.state_dict(),
+                                          "scheduler": sched.state_dict()}
+            _save(checkpoint, {"model": model.state_dict(), **resume, "history": history,
                                "epoch": epoch + 1, "config": config})
     bar.close()
     model.eval()

@@ -90,7 +90,26 @@ def test_finished_checkpoint_returns_without_training(small_set, tmp_path):
     again = _model()
     train.fit(again, small_set, epochs=1, batch_size=32, checkpoint=ckpt, progress=False)
     assert ckpt.stat().st_mtime_ns == stamp
-    assert torch.equal(again.fc.weight, torch.load(ckpt, weights_only=False)["model"]["fc.weight"])
+    state = torch.load(ckpt, weights_only=False)
+    assert torch.equal(again.fc.weight, state["model"]["fc.weight"])
+    assert "optimizer" not in state and "scheduler" not in state  # nothing resumes it
+
+
+def test_a_finished_checkpoint_drops_adams_moments(small_set, tmp_path, monkeypatch):
+    """Adam keeps two moments per weight: the unfinished checkpoint (epoch 1 of 2) carries them,
+    the finished one (2 of 2) does not."""
+    sizes = {}
+    real = train._save
+
+    def save(path, state):
+        real(path, state)
+        sizes[state["epoch"]] = path.stat().st_size
+
+    monkeypatch.setattr(train, "_save", save)
+    train.fit(_model(), small_set, epochs=2, batch_size=32, optimizer="adam",
+              checkpoint=tmp_path / "a.ckpt", checkpoint_every=0, progress=False)
+    weights = sum(p.numel() * 4 for p in _model().parameters())
+    assert sizes[1] - sizes[2] >= 2 * weights  # the moments, with their own overhead
 
 
 def test_changed_settings_do_not_resume_a_foreign_checkpoint(small_set, tmp_path):
