@@ -15,9 +15,12 @@ packages of requirements.txt. Steps, each timed and recorded:
    32 px for the glyph zoo and double descent);
 3. one chapter, separability, in the full profile on the GPU against the offline stand-ins of
    ``tests/standins.py`` (the profile's six hub models, a few CIFAR-100 images per class);
-4. the table: the README's image-pass counts per chapter ("What the full profile asks for")
+4. the other GPU benchmarks, each in its own process with a time limit (:data:`EXTRAS`): the
+   transferability scores at the full profile's sizes on the GPU, all-layer extraction against
+   the peers, and what extraction adds to a plain forward, piece by piece;
+5. the table: the README's image-pass counts per chapter ("What the full profile asks for")
    divided by the measured images/s: GPU-hours per chapter, as ``gpu_check.md`` and
-   ``gpu_check.json`` in ``--out`` (default ``$OUT``, else ``bench/gpu``).
+   ``gpu_check.json`` in ``--out`` (default ``$OUT``, else ``bench/gpu``), with step 4's output.
 
 Without a CUDA GPU it says so in one line and exits with status 3, unless ``--cpu-dry-run``.
 """
@@ -71,6 +74,14 @@ NOTES = {
                       "ones (cheaper backward), at batch 128",
     "transferability": "inference only (published accuracies); 600 CPU probes not counted",
     "tunnel": "3,555 linear probes on pooled features not counted (small)",
+}
+#: step 4: name -> (command on a GPU, command in a CPU dry run or None, seconds allowed)
+EXTRAS = {
+    "scores_full": (["bench/scores_full.py", "--device", "cuda", "--timeout", "40"],
+                    ["bench/scores_full.py", "--n", "2000", "--d", "64", "--c", "10",
+                     "--only", "logme", "face", "--timeout", "60"], 240),
+    "peers": (["bench/peers.py", "--quick"], None, 120),
+    "extract_gpu": (["bench/extract_gpu.py"], ["bench/extract_gpu.py"], 120),
 }
 #: the chapter run on the GPU: the full profile, these sizes (the stand-ins are small)
 CHAPTER = "separability"
@@ -189,6 +200,26 @@ def run_chapter(out: Path, dry: bool) -> dict:
                           None)}
 
 
+def run_extras(dry: bool) -> dict:
+    """Step 4: each of :data:`EXTRAS` in its own process; its output, exit status and seconds."""
+    results = {}
+    for name, (gpu, cpu, limit) in EXTRAS.items():
+        args = cpu if dry else gpu
+        if args is None:
+            continue
+        tic = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=limit, check=False)
+            code, output = done.returncode, done.stdout + done.stderr[-2000:]
+        except subprocess.TimeoutExpired as exc:
+            code, output = None, f"over {limit} s\n{exc.stdout or ''}"
+        results[name] = {"command": "python " + " ".join(args), "returncode": code,
+                         "seconds": round(time.perf_counter() - tic, 1), "output": output}
+        print(f"  {name}: exit {code} in {results[name]['seconds']:.0f} s", flush=True)
+    return results
+
+
 def gpu_hours(speeds: dict) -> list[dict]:
     rows = []
     for chapter, train_passes, trained, infer_passes, run, res in PLAN:
@@ -199,7 +230,7 @@ def gpu_hours(speeds: dict) -> list[dict]:
                 ips = speeds.get(f"{name}@{res}", {}).get(kind)
                 if ips:
                     hours += passes / len(names) / ips / 3600
-                else:
+                elif f"{name} ({kind})" not in missing:  # a name with several shares: once
                     missing.append(f"{name} ({kind})")
         rows.append({"chapter": chapter, "training image-passes": train_passes,
                      "inference image-passes": infer_passes, "resolution": res,
@@ -234,6 +265,9 @@ def markdown(report: dict) -> str:
     total = [r["GPU-hours"] for r in report["gpu_hours"]]
     if all(t is not None for t in total):
         lines += ["", f"Total: {sum(total):.1f} GPU-hours (one GPU, one job at a time)."]
+    for extra in report.get("extras", {}).values():
+        head = f"`{extra['command']}`: exit {extra['returncode']} in {extra['seconds']:.0f} s"
+        lines += ["", head, "", "```", extra["output"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -246,6 +280,7 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=300.0,
                         help="seconds for the throughput step; models left are 'not measured'")
     parser.add_argument("--skip-chapter", action="store_true", help="leave out step 3")
+    parser.add_argument("--skip-extras", action="store_true", help="leave out step 4")
     args = parser.parse_args(argv)
     out = args.out or Path(os.environ.get("OUT") or ROOT / "bench" / "gpu")
     out.mkdir(parents=True, exist_ok=True)
@@ -313,13 +348,17 @@ def main(argv=None) -> int:
         report["chapter"] = run_chapter(out, dry)
         print(f"  exit {report['chapter']['returncode']} on {report['chapter']['device']}",
               flush=True)
+    if not args.skip_extras:
+        print("gpu_check: the other GPU benchmarks", flush=True)
+        report["extras"] = run_extras(dry)
     report["seconds"] = round(time.perf_counter() - start, 1)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     (out / "gpu_check.md").write_text(markdown(report))
     print(markdown(report))
     failed = (report["cuda_tests"]["returncode"] not in (0, 5)  # 5: every test deselected
               or report["chapter"]["returncode"] not in (0, None)
-              or any(k.endswith("_error") for s in speeds.values() for k in s))
+              or any(k.endswith("_error") for s in speeds.values() for k in s)
+              or any(e["returncode"] != 0 for e in report.get("extras", {}).values()))
     return 1 if failed else 0
 
 

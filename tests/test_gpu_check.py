@@ -47,6 +47,10 @@ def test_gpu_hours_divide_each_share_by_its_speed():
         (1.4e6 * 0.6 / 1000 + 1.4e6 * 0.4 / 500 + 0.1e6 / 4000) / 3600, abs=0.01)
     del speeds["dd:resnet18@32"]
     assert gpu_check.gpu_hours(speeds)[-1]["GPU-hours"] is None
+    del speeds["zoo:vit_tiny@32"]
+    tour = gpu_check.gpu_hours(speeds)[0]
+    assert tour["GPU-hours"] is None
+    assert tour["not measured"] == ["zoo:vit_tiny (train)", "zoo:vit_tiny (extract)"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU exit")
