@@ -17,7 +17,8 @@ packages of requirements.txt. Steps, each timed and recorded:
    ``tests/standins.py`` (the profile's six hub models, a few CIFAR-100 images per class);
 4. the other GPU benchmarks, each in its own process with a time limit (:data:`EXTRAS`): the
    transferability scores at the full profile's sizes on the GPU, all-layer extraction against
-   the peers, and what extraction adds to a plain forward, piece by piece;
+   the peers (at the CPU bench's sizes and at 224 px), what extraction adds to a plain forward,
+   piece by piece, and double descent's job with 1-8 of them at a time on the GPU;
 5. the table: the README's image-pass counts per chapter ("What the full profile asks for")
    divided by the measured images/s: GPU-hours per chapter, as ``gpu_check.md`` and
    ``gpu_check.json`` in ``--out`` (default ``$OUT``, else ``bench/gpu``), with step 4's output.
@@ -71,7 +72,8 @@ PLAN = (
 )
 NOTES = {
     "double_descent": "upper bound: most of its runs train only the layers after the k frozen "
-                      "ones (cheaper backward), at batch 128",
+                      "ones (cheaper backward), at batch 128; one at a time (the profile runs 4 "
+                      "at once: jobs_gpu below)",
     "transferability": "inference only (published accuracies); 600 CPU probes not counted",
     "tunnel": "3,555 linear probes on pooled features not counted (small)",
 }
@@ -81,7 +83,9 @@ EXTRAS = {
                     ["bench/scores_full.py", "--n", "2000", "--d", "64", "--c", "10",
                      "--only", "logme", "face", "--timeout", "60"], 240),
     "peers": (["bench/peers.py", "--quick"], None, 120),
+    "peers_224": (["bench/peers.py", "--quick", "--n", "4096", "--cnn-px", "224"], None, 180),
     "extract_gpu": (["bench/extract_gpu.py"], ["bench/extract_gpu.py"], 120),
+    "jobs_gpu": (["bench/jobs_gpu.py"], ["bench/jobs_gpu.py", "--cpu-dry-run"], 240),
 }
 #: the chapter run on the GPU: the full profile, these sizes (the stand-ins are small)
 CHAPTER = "separability"

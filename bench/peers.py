@@ -129,8 +129,12 @@ def bench_peers(device, repeats: int, n: int = 1024, batch: int = 256) -> list[d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 5")
+    parser.add_argument("--n", type=int, default=1024, help="images (default 1024)")
+    parser.add_argument("--cnn-px", type=int, default=CASES["resnet18"][1],
+                        help="the CNN's image size (a GPU: 224 gives runs long enough to time)")
     args = parser.parse_args()
-    for row in bench_peers(get_device(), 3 if args.quick else 5):
+    CASES["resnet18"] = (CASES["resnet18"][0], args.cnn_px)
+    for row in bench_peers(get_device(), 3 if args.quick else 5, n=args.n):
         print(f"{row['benchmark']}: {row['ours_s']:.3f} s vs {row['baseline_s']:.3f} s, ratio "
               f"{row['ratio']:.2f} (target {row['target']}) {'met' if row['met'] else 'NOT met'}")
 

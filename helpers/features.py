@@ -203,6 +203,38 @@ class _Writer:
         self.f.close()
 
 
+def _one_batch_late(batches, done: int, how: str):
+    """(first row, [pooled layers..., logits] as arrays) for each batch of ``predict_batches``,
+    yielded once the next batch is queued: on a GPU a batch's one copy to (pinned) host memory
+    overlaps the next batch's forward pass instead of stalling it once per layer."""
+    pending = None
+    for offset, (logits, outs) in batches:
+        vecs = [pool(o, how) for o in outs] + [logits]
+        sent = (done + offset, [v.shape[1] for v in vecs], *_to_host(torch.cat(vecs, 1).float()))
+        if pending is not None:
+            yield _arrived(*pending)
+        pending = sent
+    if pending is not None:
+        yield _arrived(*pending)
+
+
+def _to_host(rows: torch.Tensor):
+    """(host copy, event): from a GPU, a copy into pinned memory that does not wait (the event
+    marks its arrival); on the CPU, the tensor itself and None."""
+    if not rows.is_cuda:
+        return rows, None
+    host = rows.to("cpu", non_blocking=True)
+    arrived = torch.cuda.Event()
+    arrived.record()
+    return host, arrived
+
+
+def _arrived(start: int, dims: list[int], rows: torch.Tensor, event) -> tuple:
+    if event is not None:
+        event.synchronize()
+    return start, np.split(rows.numpy(), np.cumsum(dims)[:-1], axis=1)
+
+
 def _compute(model, data, indices, names, how, spec, batch_size, device, norm, progress, partial):
     from tqdm.auto import tqdm
 
@@ -220,16 +252,14 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
                               lambda m, x: forward_layers(m, x, indices, norm,
                                                           grid=how == "pool2x2"),
                               batch_size, device, spec)
-    for offset, (logits, outs) in batches:
-        start = done + offset
-        vecs = [pool(o, how).float().cpu().numpy() for o in outs] + [logits.float().cpu().numpy()]
-        dims = [v.shape[1] for v in vecs]
+    for start, vecs in _one_batch_late(batches, done, how):
         if outputs is None:
             if partial is None:
-                outputs = [np.empty((n, d), np.float32) for d in dims]
+                outputs = [np.empty((n, v.shape[1]), np.float32) for v in vecs]
             else:
                 partial.mkdir(parents=True, exist_ok=True)
-                outputs = [_Writer(partial / f"{i}.npy", (n, d)) for i, d in enumerate(dims)]
+                outputs = [_Writer(partial / f"{i}.npy", (n, v.shape[1]))
+                           for i, v in enumerate(vecs)]
         for out, v in zip(outputs, vecs):
             if partial is None:
                 out[start:start + len(v)] = v
@@ -238,8 +268,9 @@ def _compute(model, data, indices, names, how, spec, batch_size, device, norm, p
         if partial is not None:
             for out in outputs:
                 out.f.flush()
-            cache.write_json(partial / "done.json", {"rows": start + len(logits), "dims": dims})
-        bar.update(len(logits))
+            cache.write_json(partial / "done.json", {"rows": start + len(vecs[0]),
+                                                     "dims": [v.shape[1] for v in vecs]})
+        bar.update(len(vecs[0]))
     bar.close()
     if partial is None:
         return dict(zip(names + ["logits"], outputs))

@@ -4,10 +4,10 @@
 here first; the rest run where :func:`scheduler` says (``HELPERS_SCHEDULER``, or ``--scheduler``
 of ``python -m helpers run|book``):
 
-- ``local`` (default): ``workers`` one-thread processes on the CPU (joblib/loky), or here, one
-  job after another, on a GPU;
-- ``gpus``: a Dask cluster on 127.0.0.1 with one worker per visible GPU, each pinned with
-  ``CUDA_VISIBLE_DEVICES``;
+- ``local`` (default): ``workers`` processes (joblib/loky): one thread each on a CPU; on a GPU
+  they share it (small jobs leave a GPU mostly idle: bench/jobs_gpu.py); one worker: here;
+- ``gpus``: a Dask cluster on 127.0.0.1 with ``workers`` one-thread worker processes spread
+  over the visible GPUs (at least one each), each pinned with ``CUDA_VISIBLE_DEVICES``;
 - ``tcp://HOST:PORT``: an existing Dask scheduler and its workers;
 - ``slurm``: dask-jobqueue's ``SLURMCluster`` from the user's jobqueue config, ``workers`` jobs.
 
@@ -129,10 +129,8 @@ def _call(i: int, fn: Callable, args: tuple, shared: dict, env: dict):
 
 
 def _local(fn, jobs: list, workers: int, shared: dict):
-    """(index, result) pairs: one-thread processes on a CPU, here on a GPU or with one worker."""
-    import torch
-
-    if workers == 1 or len(jobs) < 2 or torch.cuda.is_available():
+    """(index, result) pairs: ``workers`` processes (sharing the GPU, if any), or here with one."""
+    if workers == 1 or len(jobs) < 2:
         return ((i, fn(*job, **shared)) for i, job in enumerate(jobs))
     from joblib import Parallel, delayed
 
@@ -204,21 +202,22 @@ def _connect(where: str, workers: int):
         if n == 0:
             raise RuntimeError("scheduler 'gpus': torch sees no CUDA GPU on this machine; use "
                                "'local' (or a tcp:// scheduler whose workers have GPUs)")
-        return Client(gpu_cluster([str(i) for i in range(n)]))
+        return Client(gpu_cluster([str(i) for i in range(n)], per_device=-(-workers // n)))
     return Client(slurm_cluster(workers))
 
 
-def gpu_cluster(devices: list[str]):
-    """A Dask cluster on 127.0.0.1: one one-thread worker process per device, each seeing only
-    its own GPU (``CUDA_VISIBLE_DEVICES``)."""
+def gpu_cluster(devices: list[str], per_device: int = 1):
+    """A Dask cluster on 127.0.0.1: ``per_device`` one-thread worker processes per device, each
+    seeing only its own GPU (``CUDA_VISIBLE_DEVICES``). Small jobs leave a GPU mostly idle:
+    double descent's at 32 px ran 2.7-3.6x faster four at a time on an H200 (bench/jobs_gpu.py)."""
     from distributed import Nanny, Scheduler, SpecCluster
 
     scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1",
                                                     "dashboard_address": None}}
-    workers = {f"gpu{d}": {"cls": Nanny, "options": {
+    workers = {f"gpu{d}-{j}": {"cls": Nanny, "options": {
         "nthreads": 1, "host": "127.0.0.1", "env": {"CUDA_VISIBLE_DEVICES": d},
         "silence_logs": logging.ERROR}}
-        for d in devices}
+        for d in devices for j in range(per_device)}
     return SpecCluster(workers=workers, scheduler=scheduler_spec, silence_logs=logging.ERROR)
 
 

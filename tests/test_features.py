@@ -57,6 +57,25 @@ def test_one_pass_equals_independent_per_layer(name, kw, pooling, small_set):
     np.testing.assert_allclose(feats["logits"], logits.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name,kw", ARCHS[:2])
+def test_cuda_extraction_matches_the_cpu_row_for_row(name, kw, small_set):
+    """On a GPU each batch reaches the host one batch late (non-blocking copies): every row
+    must still land in its place, with bf16 autocast's precision."""
+    model = _make(name, kw)
+    cpu = features.extract(model, small_set, batch_size=7, use_cache=False, progress=False)
+    gpu = features.extract(model, small_set, batch_size=7, device="cuda", use_cache=False,
+                           progress=False)
+    for layer, ref in cpu.items():
+        ours = gpu[layer]
+        assert ours.shape == ref.shape and np.isfinite(ours).all()
+        own = np.linalg.norm(ours - ref, axis=1)
+        next_batch = np.linalg.norm(ours - np.roll(ref, -7, axis=0), axis=1)
+        assert np.median(own) < 0.2 * np.median(next_batch), layer
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(ours, ref, atol=0.05 * scale, err_msg=layer)
+
+
 def test_cached_features_equal_fresh_ones_and_hit_the_cache(small_set):
     model = _make("resnet10t", {})
     fresh = features.extract(model, small_set, use_cache=False, progress=False)

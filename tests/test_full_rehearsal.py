@@ -57,7 +57,7 @@ OVERRIDES = {
                "train_per_class": 1, "test_per_class": 1, "probe_seeds": [0]},
     "double_descent": {"source_epochs": 1, "sizes": [10, 20], "compare_sizes": [20],
                        "seeds": [0, 1], "ks": [0, 3, 5], "epochs": 2, "last": 2,
-                       "ew_sizes": [10, 20], "ew_epochs": 5},
+                       "ew_sizes": [10, 20], "ew_epochs": 5, "workers": 2},  # the profile's 4 share a GPU
     "atlas": {"other_data": ["DTD", "SVHN"], "per_class": 2, "seeds": [0, 1],
               "measures": ["nmi", "knn", "logme", "probe", "nc1"], "probe_epochs": 2},
 }

@@ -98,12 +98,15 @@ def _visible_devices():
     return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
-def test_one_gpu_worker_per_device_each_sees_only_its_own():
+def test_gpu_workers_per_device_each_see_only_their_own():
+    import torch
     from distributed import Client
 
-    with jobs.gpu_cluster(["0", "1"]) as c, Client(c) as client:
+    # the machine's GPUs (distributed asks NVML about each); without one, labels only
+    devices = [str(i) for i in range(torch.cuda.device_count())] or ["0", "1"]
+    with jobs.gpu_cluster(devices, per_device=2) as c, Client(c) as client:
         seen = client.run(_visible_devices)
-        assert sorted(seen.values()) == ["0", "1"]
+        assert sorted(seen.values()) == sorted(devices * 2)
         assert all(addr.startswith("tcp://127.0.0.1:") for addr in seen)
 
 
