@@ -13,11 +13,11 @@ import pandas as pd
 import torch
 
 from . import cache
-from .data import CHARACTERS, DIGITS, glyphs
+from .data import CHARACTERS, DIGITS, font_inventory, glyphs
 from .jobs import run as jobs_run
 from .models import create
 from .names import did_you_mean
-from .train import evaluate, fit
+from .train import fit
 
 ZOO = {
     "resnet10t": {"arch": "resnet10t"},
@@ -69,15 +69,20 @@ def spec(name: str, scale: str = "default", **overrides) -> dict:
 
 
 def source_data(recipe: dict):
-    """(train, test) glyph-character sets for a recipe (test: a different jitter seed)."""
+    """(train, test) glyph-character sets for a recipe (test: a different jitter seed), rendered
+    once and cached: the members that differ only in architecture share them."""
+    return cache.memo(render_source, recipe["chars"], recipe["images"], recipe["resolution"],
+                      recipe["seed"], folder="zoo", depends_on=font_inventory())
+
+
+def render_source(chars: str, images: int, resolution: int, seed: int):
+    """The job behind :func:`source_data`: about ``images`` training images over the fonts
+    that have every character, and 2 test images per (character, font)."""
     from .data import find_fonts
 
-    n_fonts = len(find_fonts(chars=recipe["chars"]))
-    per_pair = max(1, round(recipe["images"] / (len(recipe["chars"]) * n_fonts)))
-    kw = {"chars": recipe["chars"], "resolution": recipe["resolution"]}
-    train = glyphs(per_pair=per_pair, seed=recipe["seed"], **kw)
-    test = glyphs(per_pair=2, seed=recipe["seed"] + 10_000, **kw)
-    return train, test
+    per_pair = max(1, round(images / (len(chars) * len(find_fonts(chars=chars)))))
+    kw = {"chars": chars, "resolution": resolution}
+    return glyphs(per_pair=per_pair, seed=seed, **kw), glyphs(per_pair=2, seed=seed + 10_000, **kw)
 
 
 def build(recipe: dict, num_classes: int | None = None, weights=None):
@@ -107,9 +112,9 @@ def pretrain(name: str, scale: str = "default", progress: bool = True, **overrid
                       augment=recipe["augment"],
                       seed=recipe["seed"], checkpoint=ckpt, progress=progress)
         seconds = time.perf_counter() - tic
-        _, err = evaluate(model, test)
         cache.save_atomic(model.state_dict(), weights)
-        report = {"name": name, "recipe": recipe, "source_accuracy": 1 - err,
+        report = {"name": name, "recipe": recipe,
+                  "source_accuracy": 1 - float(history["test_err"].iloc[-1]),
                   "params": sum(p.numel() for p in model.parameters()),
                   "train_images": len(train), "train_seconds": seconds,
                   "history": history.to_dict("records"), "sha256": cache.file_sha256(weights)}

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers import cache, zoo
+from helpers.train import evaluate
 
 
 def test_zoo_spans_three_families_and_variants():
@@ -35,6 +36,19 @@ def test_pretrain_caches_and_second_call_loads_same_weights():
     assert second < first / 3
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+    _, test = zoo.source_data(report["recipe"])  # the accuracy of the weights kept
+    _, err = evaluate(model, test)
+    assert report["source_accuracy"] == pytest.approx(1 - err, abs=1 / len(test))
+
+
+def test_members_with_one_source_share_its_rendering(monkeypatch):
+    recipe = zoo.spec("resnet18", scale="smoke", images=36 * 22)
+    train, test = zoo.source_data(recipe)
+    monkeypatch.setattr(zoo, "glyphs", lambda **kw: pytest.fail("rendered again"))
+    for other in ("resnet10t", "convnext_atto"):
+        again = zoo.source_data(zoo.spec(other, scale="smoke", images=36 * 22))
+        assert all(torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+                   for a, b in zip((train, test), again))
 
 
 def test_report_of_a_cached_member_builds_no_model(monkeypatch):
