@@ -43,7 +43,6 @@ def throughput(source, train_set, test_set, n_jobs: int, workers: int, epochs: i
     jobs.run(dd.train_tail, [(*job, None, seed) for seed in range(n_jobs)], workers=workers,
              epochs=epochs, lr=1e-4, batch_size=128)
     rate = n_jobs * epochs * len(train_set) / (time.perf_counter() - tic)
-    jobs.close()  # a Dask cluster is made for the first sweep's workers: the next gets its own
     return rate
 
 

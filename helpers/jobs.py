@@ -35,7 +35,7 @@ SCHEDULERS = ("local", "gpus", "slurm", "tcp://HOST:PORT")
 #: environment the jobs need from the caller (workers are reused, or remote)
 ENVIRONMENT = ("HELPERS_CACHE", "HELPERS_DEVICE")
 _TCP = re.compile(r"^tcp://[\w.\-\[\]:]+:\d+$")
-_clients: dict[str, object] = {}
+_clients: dict[str, tuple[object, int]] = {}  # scheduler -> (client, workers)
 _checked: set[tuple[str, str]] = set()
 
 
@@ -173,12 +173,18 @@ def _dask(client, fn, jobs: list, workers: int, shared: dict):
 
 
 def _client(where: str, workers: int):
-    """A Dask client for ``where``, made once per process; the cache is checked to be shared."""
+    """A Dask client for ``where``, kept for the process; a cluster started here is started
+    again for another number of ``workers``; the cache is checked to be shared."""
     from . import cache
 
-    client = _clients.get(where)
+    client, made_for = _clients.get(where, (None, workers))
+    if client is not None and made_for != workers and not where.startswith("tcp://"):
+        _close(client)
+        client = None
     if client is None or client.status != "running":
-        client = _clients[where] = _connect(where, workers)
+        client = _connect(where, workers)
+        _clients[where] = (client, workers)
+        _checked.difference_update({c for c in _checked if c[0] == where})  # new workers
     root = str(cache.cache_dir())
     if (where, root) not in _checked:
         check_shared_cache(client, root)
@@ -265,12 +271,16 @@ def check_shared_cache(client, root: str) -> None:
                            "this machine see (a network file system)")
 
 
+def _close(client) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def close() -> None:
     """Close the clients (and the clusters this process started)."""
-    for client in _clients.values():
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    for client, _ in _clients.values():
+        _close(client)
     _clients.clear()
     _checked.clear()

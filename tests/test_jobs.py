@@ -110,6 +110,21 @@ def test_gpu_workers_per_device_each_see_only_their_own():
         assert all(addr.startswith("tcp://127.0.0.1:") for addr in seen)
 
 
+def test_a_gpus_cluster_is_started_again_for_another_number_of_workers(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a label where there is no GPU
+    monkeypatch.setenv("HELPERS_CACHE", str(tmp_path))
+    monkeypatch.setenv("HELPERS_SCHEDULER", "gpus")
+    try:
+        for workers in (2, 1, 1):
+            before = jobs._clients.get("gpus", (None,))[0]
+            jobs.run(os.getpid, [()] * 2, workers=workers)
+            client = jobs._clients["gpus"][0]
+            assert len(client.scheduler_info()["workers"]) == workers
+        assert client is before  # the same number again: the same cluster
+    finally:
+        jobs.close()
+
+
 def test_slurm_cluster_reads_the_users_jobqueue_config():
     import dask
     import dask_jobqueue  # noqa: F401 - loads the jobqueue section of the config
