@@ -65,11 +65,14 @@ def main(argv=None) -> int:
     print(f"double descent's job on {where}: resnet18 width {width} at {size} px, {n} training "
           f"images, {epochs} epochs, {n_jobs} jobs, scheduler {args.scheduler}", flush=True)
     base = None
-    for workers in settings:
-        rate = throughput(source, train_set, test_set, n_jobs, workers, epochs)
-        base = base or rate
-        print(f"{workers} in flight: {rate:,.0f} training images/s ({rate / base:.2f}x one at a "
-              f"time)", flush=True)
+    try:  # a Dask cluster is started again for each number of workers
+        for workers in settings:
+            rate = throughput(source, train_set, test_set, n_jobs, workers, epochs)
+            base = base or rate
+            print(f"{workers} in flight: {rate:,.0f} training images/s ({rate / base:.2f}x one "
+                  f"at a time)", flush=True)
+    finally:
+        jobs.close()
     return 0
 
 
