@@ -1,7 +1,12 @@
-"""bench/gpu_check.py: its plan matches the README's counts, and its GPU-hours arithmetic."""
+"""bench/gpu_check.py: its plan matches the README's counts, its GPU-hours arithmetic, and its
+CPU dry run."""
 
 import importlib.util
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +62,22 @@ def test_gpu_hours_divide_each_share_by_its_speed():
 def test_without_a_gpu_it_exits_3_with_one_line(tmp_path, capsys):
     assert gpu_check.main(["--out", str(tmp_path)]) == 3
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_the_cpu_dry_run_goes_through_every_step_but_the_extras(tmp_path):
+    """The one call a GPU session makes, rehearsed at tiny sizes (the extras have their own
+    dry runs; ~1 min)."""
+    env = {**os.environ, "HELPERS_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "bench/gpu_check.py", "--cpu-dry-run", "--skip-extras",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert report["mode"].startswith("cpu dry run") and report["cuda_tests"]["returncode"] in (0, 5)
+    assert {k.split("@")[0] for k in report["throughput"]} == {
+        "zoo:resnet10t", "dd:resnet18", "mobilenetv2_100.ra_in1k", "vit_base_patch16_224.orig_in21k"}
+    assert all(v > 0 for speeds in report["throughput"].values() for v in speeds.values())
+    assert report["chapter"]["returncode"] == 0 and report["chapter"]["error"] is None
+    assert (tmp_path / "out" / "chapters" / "separability.ipynb").exists()
+    assert "| chapter | training passes |" in (tmp_path / "out" / "gpu_check.md").read_text()
