@@ -107,7 +107,7 @@ def pretrain(name: str, scale: str = "default", progress: bool = True, **overrid
         model = build(recipe)
         train, test = source_data(recipe)
         tic = time.perf_counter()
-        # tested once, at the end: testing after every epoch cost 6-10 % of a pre-training
+        # tested once, at the end: testing after every epoch cost 5-11 % of a pre-training
         history = fit(model, train, None, epochs=recipe["epochs"], lr=recipe["lr"],
                       batch_size=recipe["batch_size"], warmup=recipe["warmup"],
                       augment=recipe["augment"],
